@@ -1,0 +1,66 @@
+// Package policy is Limen's public extension API: the handler and policy types every step of a
+// route's chain implements, the registry that policy kinds join in init(), phases, the error type
+// policies refuse requests with, and typed accessors for per-request state.
+//
+// It imports only the standard library so out-of-tree plugins depend on nothing else of Limen's.
+package policy
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+)
+
+// Handler serves a request and returns an error instead of writing an error response itself, so
+// errors are rendered once, by the server, and recorded by telemetry (the Caddy model).
+type Handler interface {
+	ServeHTTP(w http.ResponseWriter, r *http.Request) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// ServeHTTP calls f(w, r).
+func (f HandlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) error { return f(w, r) }
+
+// Policy is one provisioned step of a route's chain. Wrap runs once when a snapshot is built,
+// never per request. A Policy that holds resources also implements io.Closer; Close is called when
+// the snapshot that built it is released.
+type Policy interface {
+	Wrap(next Handler) Handler
+}
+
+// Func adapts a wrapping function to Policy.
+type Func func(next Handler) Handler
+
+// Wrap calls f(next).
+func (f Func) Wrap(next Handler) Handler { return f(next) }
+
+// BuildContext is what a policy kind's build function receives besides its decoded config.
+type BuildContext struct {
+	// ID is the stable instance id: the name of a shared instance ("public-cors"), or
+	// "routes/<route>/<kind>#<n>" for an inline one. State that must survive reloads (counters,
+	// caches) is keyed by it, never by a hash of the config.
+	ID string
+	// Kind is the policy kind being built ("cors").
+	Kind string
+	// Route is the route an inline instance belongs to; empty for shared instances.
+	Route string
+	// Logger is scoped to the instance.
+	Logger *slog.Logger
+	// Pool holds reference-counted objects that outlive a snapshot.
+	Pool Pool
+	// BaseDir is the directory relative file paths in the config are resolved against.
+	BaseDir string
+}
+
+// Pool holds objects that outlive a single snapshot (limiters, caches, JWKS sets, health checkers),
+// keyed by what they are. Acquire returns the object stored under key, creating it with create when
+// absent, and a release function the caller must call exactly once when it no longer needs it.
+// When the last holder releases an object that implements io.Closer, it is closed.
+type Pool interface {
+	Acquire(key string, create func() (any, error)) (obj any, release func(), err error)
+}
+
+// Closer is implemented by policies and pooled objects that hold resources.
+type Closer = io.Closer
