@@ -1,0 +1,345 @@
+// Package config decodes Limen's YAML configuration strictly (unknown keys are errors with file
+// and line), applies defaults and validates it without touching sockets or files other than the
+// ones it reads. It has no behaviour beyond that: runtime turns a Config into a running snapshot.
+package config
+
+import "encoding/json"
+
+// Config is the whole document.
+type Config struct {
+	// Listeners are the sockets Limen serves traffic on.
+	Listeners []Listener `json:"listeners"`
+	// Server holds request-hygiene and lifecycle settings shared by all listeners.
+	Server Server `json:"server"`
+	// Admin configures the admin API; nil disables it.
+	Admin *Admin `json:"admin,omitempty"`
+	// Ops is an optional unauthenticated listener for /healthz, /readyz and /metrics.
+	Ops *Ops `json:"ops,omitempty"`
+	// Upstreams are named pools of backend targets.
+	Upstreams map[string]*Upstream `json:"upstreams,omitempty"`
+	// Policies are named policy instances shared by every route that references them with use:.
+	Policies map[string]*PolicySpec `json:"policies,omitempty"`
+	// Routes map requests to a terminal (an upstream or a fixed response) through policies.
+	Routes []*Route `json:"routes"`
+	// Logging configures the process log and the access log.
+	Logging Logging `json:"logging"`
+}
+
+// Listener is one socket.
+type Listener struct {
+	// Name identifies the listener; routes bind to listeners by name.
+	Name string `json:"name"`
+	// Addr is host:port to bind, e.g. ":8080" or "127.0.0.1:8081".
+	Addr string `json:"addr"`
+	// Protocols enabled: http1, h2 (needs tls), h2c (cleartext HTTP/2, opt-in). Default [http1, h2].
+	Protocols []string `json:"protocols,omitempty"`
+	// TLS enables TLS termination.
+	TLS *ListenerTLS `json:"tls,omitempty"`
+	// Timeouts bound header reads and idle keep-alive connections.
+	Timeouts ListenerTimeouts `json:"timeouts"`
+	// MaxHeaderBytes caps the request line plus headers. Default 64KiB.
+	MaxHeaderBytes ByteSize `json:"max_header_bytes,omitempty"`
+	// ClientIP says where the client address comes from.
+	ClientIP ClientIP `json:"client_ip"`
+}
+
+// ListenerTLS configures TLS termination.
+type ListenerTLS struct {
+	// Certificates are chosen by SNI (the certificate's names); the first is the default.
+	Certificates []Certificate `json:"certificates"`
+	// MinVersion is "1.2" (default) or "1.3".
+	MinVersion string `json:"min_version,omitempty"`
+}
+
+// Certificate is a PEM certificate chain and its private key.
+type Certificate struct {
+	Cert string `json:"cert"`
+	Key  string `json:"key"`
+}
+
+// ListenerTimeouts are connection-level timeouts. Whole-request read/write timeouts are never set:
+// they would cut streams; routes bound their own time instead.
+type ListenerTimeouts struct {
+	// ReadHeader bounds reading a request's headers. Default 10s.
+	ReadHeader Duration `json:"read_header,omitempty"`
+	// Idle bounds a keep-alive connection waiting for its next request. Default 120s.
+	Idle Duration `json:"idle,omitempty"`
+}
+
+// ClientIP says where the client address comes from and which peers are trusted to say so.
+type ClientIP struct {
+	// Source is peer (default), x_forwarded_for, forwarded or proxy_protocol.
+	Source string `json:"source,omitempty"`
+	// TrustedProxies are CIDRs whose forwarding headers are believed; headers are read right to
+	// left past them. Forwarding and identity headers from other peers are stripped.
+	TrustedProxies []string `json:"trusted_proxies,omitempty"`
+}
+
+// Server holds hygiene and lifecycle settings.
+type Server struct {
+	// MergeSlashes merges repeated slashes in paths before routing. Default true.
+	MergeSlashes *bool `json:"merge_slashes,omitempty"`
+	// EscapedSlashes is reject (default: %2F and %5C in a path get 400) or keep.
+	EscapedSlashes string `json:"escaped_slashes,omitempty"`
+	// StripHeaders are extra identity headers removed from every request from an untrusted peer,
+	// besides the built-in set.
+	StripHeaders []string `json:"strip_headers,omitempty"`
+	// ShutdownDelay is how long /readyz fails before listeners close on SIGTERM. Default 0s.
+	ShutdownDelay Duration `json:"shutdown_delay,omitempty"`
+	// Grace is how long in-flight requests may take to finish on shutdown. Default 30s.
+	Grace Duration `json:"grace,omitempty"`
+	// DrainTimeout bounds how long a replaced snapshot's long-lived requests keep it. Default 30s.
+	DrainTimeout Duration `json:"drain_timeout,omitempty"`
+}
+
+// Admin configures the admin API listener.
+type Admin struct {
+	// Addr is the admin listener's address. Default 127.0.0.1:9901.
+	Addr string `json:"addr,omitempty"`
+	// Tokens authenticate admin callers; required when Addr is not loopback.
+	Tokens []AdminToken `json:"tokens,omitempty"`
+	// FileRoot is the directory file paths in a pushed config must stay under. Default: the
+	// config file's directory.
+	FileRoot string `json:"file_root,omitempty"`
+}
+
+// AdminToken is one admin credential. Token accepts ${ENV}.
+type AdminToken struct {
+	Name  string `json:"name"`
+	Token string `json:"token" secret:"true" env:"true"`
+	// Scope is read or write.
+	Scope string `json:"scope"`
+}
+
+// Ops is an unauthenticated listener for probes and scrapers.
+type Ops struct {
+	Addr string `json:"addr"`
+}
+
+// Upstream is a pool of targets.
+type Upstream struct {
+	// Targets are static backends. Exactly one of Targets or Discovery is set.
+	Targets []Target `json:"targets,omitempty"`
+	// Discovery finds targets dynamically.
+	Discovery *Discovery `json:"discovery,omitempty"`
+	// Balance is round_robin (default, smooth weighted) or least_request (power of two choices).
+	Balance string `json:"balance,omitempty"`
+	// Health configures active and passive health checking.
+	Health Health `json:"health"`
+	// Timeouts for connecting and waiting for response headers.
+	Timeouts UpstreamTimeouts `json:"timeouts"`
+	// Retries configures retrying failed attempts on other targets.
+	Retries *Retries `json:"retries,omitempty"`
+	// TLS configures TLS to the targets (https URLs).
+	TLS *UpstreamTLS `json:"tls,omitempty"`
+	// Protocol is http1 (default), h2 (HTTP/2 over TLS) or h2c (cleartext HTTP/2, e.g. gRPC).
+	Protocol string `json:"protocol,omitempty"`
+	// MaxConnsPerTarget caps connections to each target; 0 means no cap.
+	MaxConnsPerTarget int `json:"max_conns_per_target,omitempty"`
+}
+
+// Target is one static backend.
+type Target struct {
+	// URL is scheme://host:port with scheme http or https and no path.
+	URL string `json:"url"`
+	// Weight is the relative share of traffic. Default 1.
+	Weight int `json:"weight,omitempty"`
+}
+
+// Discovery finds targets dynamically.
+type Discovery struct {
+	DNS *DNSDiscovery `json:"dns,omitempty"`
+}
+
+// DNSDiscovery resolves A/AAAA records periodically.
+type DNSDiscovery struct {
+	// Name is the DNS name to resolve.
+	Name string `json:"name"`
+	// Port is the port of every resolved target.
+	Port int `json:"port"`
+	// Scheme is http (default) or https.
+	Scheme string `json:"scheme,omitempty"`
+	// Refresh is the re-resolution interval. Default 30s.
+	Refresh Duration `json:"refresh,omitempty"`
+	// Resolver is an optional DNS server host:port to ask instead of the system resolver.
+	Resolver string `json:"resolver,omitempty"`
+}
+
+// Health groups the health-check settings.
+type Health struct {
+	Active  *ActiveHealth  `json:"active,omitempty"`
+	Passive *PassiveHealth `json:"passive,omitempty"`
+}
+
+// ActiveHealth probes each target periodically.
+type ActiveHealth struct {
+	// Path is requested with GET. Default /healthz.
+	Path string `json:"path,omitempty"`
+	// Interval between probes. Default 5s.
+	Interval Duration `json:"interval,omitempty"`
+	// Timeout for one probe. Default 1s.
+	Timeout Duration `json:"timeout,omitempty"`
+	// HealthyAfter consecutive successes mark a target healthy. Default 2.
+	HealthyAfter int `json:"healthy_after,omitempty"`
+	// UnhealthyAfter consecutive failures mark a target unhealthy. Default 3.
+	UnhealthyAfter int `json:"unhealthy_after,omitempty"`
+	// ExpectStatus lists the statuses counted as healthy. Default any 2xx or 3xx.
+	ExpectStatus []int `json:"expect_status,omitempty"`
+}
+
+// PassiveHealth ejects targets that fail real traffic.
+type PassiveHealth struct {
+	// ConsecutiveFailures (connect failures, 502/503/504) eject a target. Default 5.
+	ConsecutiveFailures int `json:"consecutive_failures,omitempty"`
+	// EjectFor is how long an ejected target stays out. Default 30s.
+	EjectFor Duration `json:"eject_for,omitempty"`
+	// MaxEjectionPercent caps the share of the pool ejected at once. Default 50.
+	MaxEjectionPercent int `json:"max_ejection_percent,omitempty"`
+}
+
+// UpstreamTimeouts bound the transport.
+type UpstreamTimeouts struct {
+	// Connect bounds dialing (and the TLS handshake). Default 2s.
+	Connect Duration `json:"connect,omitempty"`
+	// ResponseHeader bounds waiting for response headers after the request was written. Default 15s.
+	ResponseHeader Duration `json:"response_header,omitempty"`
+	// Idle closes keep-alive connections unused this long. Default 90s.
+	Idle Duration `json:"idle,omitempty"`
+}
+
+// Retries configures retrying failed attempts.
+type Retries struct {
+	// Attempts is the number of retries after the first try. Default 0.
+	Attempts int `json:"attempts"`
+	// On lists retryable outcomes: connect_failure, timeout, reset, and status codes. Default
+	// [connect_failure].
+	On []string `json:"on,omitempty"`
+	// Budget caps retries as a share of requests in flight, e.g. "20%". Default 20%.
+	Budget Percent `json:"budget,omitempty"`
+	// Backoff is the base of the jittered exponential backoff between tries. Default 25ms.
+	Backoff Duration `json:"backoff,omitempty"`
+	// MaxBody is the largest request body buffered so it can be replayed. Default 64KiB.
+	MaxBody ByteSize `json:"max_body,omitempty"`
+}
+
+// UpstreamTLS configures TLS to targets.
+type UpstreamTLS struct {
+	// CA is a PEM bundle of CAs trusted for the targets; default the system pool.
+	CA string `json:"ca,omitempty"`
+	// Cert and Key are a client certificate for mTLS.
+	Cert string `json:"cert,omitempty"`
+	Key  string `json:"key,omitempty"`
+	// ServerName overrides the SNI and the name verified.
+	ServerName string `json:"server_name,omitempty"`
+}
+
+// Route maps matching requests to a terminal.
+type Route struct {
+	// Name identifies the route in logs, metrics and the admin API.
+	Name string `json:"name"`
+	// Listeners the route binds to; all listeners when empty.
+	Listeners []string `json:"listeners,omitempty"`
+	// Match says which requests the route takes.
+	Match Match `json:"match"`
+	// Priority breaks ties between routes that match the same request; higher wins.
+	Priority int `json:"priority,omitempty"`
+	// Rewrite changes the path or host sent upstream.
+	Rewrite *Rewrite `json:"rewrite,omitempty"`
+	// PreserveHost sends the client's Host upstream instead of the target's.
+	PreserveHost bool `json:"preserve_host,omitempty"`
+	// Upstream names the pool to proxy to. Exactly one of Upstream or Respond is set.
+	Upstream string `json:"upstream,omitempty"`
+	// Respond answers with a fixed response.
+	Respond *Respond `json:"respond,omitempty"`
+	// Timeout bounds the time until response headers, retries included. Default 30s.
+	Timeout Duration `json:"timeout,omitempty"`
+	// StreamIdleTimeout bounds silence on a streaming response or upgraded connection. Default 5m.
+	StreamIdleTimeout Duration `json:"stream_idle_timeout,omitempty"`
+	// Retries adjusts the upstream's retry policy for this route.
+	Retries *RouteRetries `json:"retries,omitempty"`
+	// Upgrades lists the protocols a client may upgrade to. Default [websocket]; [] allows none.
+	// h2c is always refused.
+	Upgrades *[]string `json:"upgrades,omitempty"`
+	// Policies run in phase order, then in this order within a phase.
+	Policies []*PolicySpec `json:"policies,omitempty"`
+}
+
+// Match holds a route's matchers; every one set must match.
+type Match struct {
+	// Hosts are exact names or *.example.com wildcards; any host when empty.
+	Hosts []string `json:"hosts,omitempty"`
+	// Path is a template: /users/{id}, /files/{path...} (a tail, matching /files too). Default /{path...}.
+	Path string `json:"path,omitempty"`
+	// Methods lists allowed methods; GET implies HEAD. Any method (but CONNECT and TRACE) when empty.
+	Methods []string `json:"methods,omitempty"`
+	// Headers must be present with exactly these values.
+	Headers map[string]string `json:"headers,omitempty"`
+	// Query parameters must be present with exactly these values.
+	Query map[string]string `json:"query,omitempty"`
+}
+
+// Rewrite changes the request before it goes upstream.
+type Rewrite struct {
+	// StripPrefix removes a leading path prefix (on a segment boundary).
+	StripPrefix string `json:"strip_prefix,omitempty"`
+	// AddPrefix prepends a path prefix.
+	AddPrefix string `json:"add_prefix,omitempty"`
+	// Path replaces the path with a template filled from the captured params (re-escaped).
+	Path string `json:"path,omitempty"`
+	// Host replaces the Host sent upstream.
+	Host string `json:"host,omitempty"`
+}
+
+// Respond is a fixed response terminal.
+type Respond struct {
+	// Status defaults to 200.
+	Status  int               `json:"status,omitempty"`
+	Body    string            `json:"body,omitempty"`
+	Headers map[string]string `json:"headers,omitempty"`
+}
+
+// RouteRetries adjusts retries for one route.
+type RouteRetries struct {
+	// NonIdempotent allows retrying POST, PATCH and other non-idempotent methods.
+	NonIdempotent bool `json:"non_idempotent,omitempty"`
+	// PerTryTimeout bounds each attempt until response headers.
+	PerTryTimeout Duration `json:"per_try_timeout,omitempty"`
+	// Attempts overrides the upstream's retry count when set.
+	Attempts *int `json:"attempts,omitempty"`
+}
+
+// PolicySpec is one policy entry: either a reference to a shared instance (Use) or an inline
+// instance of one kind. In YAML it is a map with one kind key and optional phase/id:
+//
+//   - cors: { allow_origins: [...] }
+//     phase: edge
+//   - use: public-cors
+type PolicySpec struct {
+	// Use names a shared instance under top-level policies.
+	Use string `json:"-"`
+	// Kind is the policy kind ("cors") and Config its raw config.
+	Kind   string          `json:"-"`
+	Config json.RawMessage `json:"-"`
+	// Phase moves the instance within its kind's allowed range.
+	Phase string `json:"-"`
+	// ID overrides the generated instance id of an inline instance.
+	ID string `json:"-"`
+}
+
+// Logging configures logs.
+type Logging struct {
+	// Level is debug, info (default), warn or error.
+	Level string `json:"level,omitempty"`
+	// Access configures the access log.
+	Access AccessLog `json:"access"`
+}
+
+// AccessLog configures the per-request log.
+type AccessLog struct {
+	// Format is json (the only format).
+	Format string `json:"format,omitempty"`
+	// Output is stdout (default), stderr, a file path, or off.
+	Output string `json:"output,omitempty"`
+	// Buffer is how many lines may wait for the writer before new ones are dropped. Default 4096.
+	Buffer int `json:"buffer,omitempty"`
+}

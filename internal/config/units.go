@@ -1,0 +1,118 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Duration is a Go duration written as a string ("1500ms", "30s").
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a Go duration string. Bare numbers are rejected: "30" is ambiguous.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration such as \"1500ms\" or \"30s\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q: want e.g. \"1500ms\" or \"30s\"", s)
+	}
+	if v < 0 {
+		return fmt.Errorf("duration %q must not be negative", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ByteSize is a size in bytes, written as a number or with a unit (B, KiB, MiB, GiB, KB, MB, GB).
+type ByteSize int64
+
+// MarshalJSON writes the size as a number of bytes.
+func (s ByteSize) MarshalJSON() ([]byte, error) { return json.Marshal(int64(s)) }
+
+// UnmarshalJSON reads a number or a string with a unit.
+func (s *ByteSize) UnmarshalJSON(b []byte) error {
+	var n int64
+	if err := json.Unmarshal(b, &n); err == nil {
+		if n < 0 {
+			return fmt.Errorf("size must not be negative")
+		}
+		*s = ByteSize(n)
+		return nil
+	}
+	var str string
+	if err := json.Unmarshal(b, &str); err != nil {
+		return fmt.Errorf("want a size such as 65536 or \"64KiB\"")
+	}
+	v, err := ParseByteSize(str)
+	if err != nil {
+		return err
+	}
+	*s = ByteSize(v)
+	return nil
+}
+
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
+	{"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000},
+	{"B", 1},
+}
+
+// ParseByteSize parses "64KiB", "1MiB", "512" and the like.
+func ParseByteSize(str string) (int64, error) {
+	t := strings.TrimSpace(str)
+	mult := int64(1)
+	for _, u := range sizeUnits {
+		if strings.HasSuffix(t, u.suffix) {
+			t = strings.TrimSpace(strings.TrimSuffix(t, u.suffix))
+			mult = u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("invalid size %q: want e.g. 65536, \"64KiB\" or \"1MiB\"", str)
+	}
+	return n * mult, nil
+}
+
+// Percent is a share written as "20%" or a number 0-100.
+type Percent float64
+
+// MarshalJSON writes the percent as a string.
+func (p Percent) MarshalJSON() ([]byte, error) {
+	return json.Marshal(strconv.FormatFloat(float64(p), 'f', -1, 64) + "%")
+}
+
+// UnmarshalJSON reads "20%" or 20.
+func (p *Percent) UnmarshalJSON(b []byte) error {
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return fmt.Errorf("want a percentage such as \"20%%\"")
+		}
+		f, err = strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s), "%"), 64)
+		if err != nil {
+			return fmt.Errorf("invalid percentage %q: want e.g. \"20%%\"", s)
+		}
+	}
+	if f < 0 || f > 100 {
+		return fmt.Errorf("percentage %v is outside 0-100", f)
+	}
+	*p = Percent(f)
+	return nil
+}
