@@ -1,0 +1,12 @@
+// Package all is the standard distribution of policy kinds: importing it registers every kind
+// below. cmd/limen imports it; an embedder that wants a smaller binary imports the kinds it needs.
+//
+// Adding a policy kind means one blank import here and nothing else outside its own folder.
+package all
+
+import (
+	_ "github.com/limen-gateway/limen/policies/bodylimit" // body_limit
+	_ "github.com/limen-gateway/limen/policies/cors"      // cors
+	_ "github.com/limen-gateway/limen/policies/headers"   // request_headers, response_headers
+	_ "github.com/limen-gateway/limen/policies/ipfilter"  // ip_filter
+)
