@@ -19,6 +19,9 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Durat
 
 // UnmarshalJSON reads a Go duration string. Bare numbers are rejected: "30" is ambiguous.
 func (d *Duration) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("want a duration such as \"1500ms\" or \"30s\"")
@@ -42,6 +45,9 @@ func (s ByteSize) MarshalJSON() ([]byte, error) { return json.Marshal(int64(s)) 
 
 // UnmarshalJSON reads a number or a string with a unit.
 func (s *ByteSize) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
 	var n int64
 	if err := json.Unmarshal(b, &n); err == nil {
 		if n < 0 {
@@ -99,6 +105,9 @@ func (p Percent) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON reads "20%" or 20.
 func (p *Percent) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
 	var f float64
 	if err := json.Unmarshal(b, &f); err != nil {
 		var s string

@@ -1,0 +1,380 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/limen-gateway/limen/policy"
+)
+
+var (
+	nameRE   = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+	tokenRE  = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+	hostRE   = regexp.MustCompile(`^(\*\.)?([a-z0-9_]([a-z0-9_-]*[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?\.?$`)
+	paramRE  = regexp.MustCompile(`\{([A-Za-z_][A-Za-z0-9_]*)(\.\.\.)?\}`)
+	statusRE = regexp.MustCompile(`^[1-5][0-9][0-9]$`)
+)
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// validate checks cross-field rules. Unknown keys and types were checked while walking.
+func (d *Document) validate() Errors {
+	var errs Errors
+	fail := func(path, format string, args ...any) { errs = append(errs, d.Errorf(path, format, args...)) }
+	c := d.Config
+
+	listeners := map[string]bool{}
+	for i, l := range c.Listeners {
+		p := fmt.Sprintf("listeners[%d]", i)
+		switch {
+		case l.Name == "":
+			fail(p+".name", "a listener needs a name")
+		case !nameRE.MatchString(l.Name):
+			fail(p+".name", "name %q may contain only letters, digits, '_', '.' and '-'", l.Name)
+		case listeners[l.Name] || l.Name == "admin" || l.Name == "ops":
+			fail(p+".name", "listener name %q is used twice or reserved", l.Name)
+		}
+		listeners[l.Name] = true
+		if _, port, err := net.SplitHostPort(l.Addr); err != nil || !validPort(port) {
+			fail(p+".addr", "address %q must be host:port, e.g. \":8080\" or \"127.0.0.1:8080\"", l.Addr)
+		}
+		for j, proto := range l.Protocols {
+			if proto != "http1" && proto != "h2" && proto != "h2c" {
+				fail(fmt.Sprintf("%s.protocols[%d]", p, j), "unknown protocol %q (want http1, h2 or h2c)", proto)
+			}
+		}
+		if t := l.TLS; t != nil {
+			if len(t.Certificates) == 0 {
+				fail(p+".tls.certificates", "TLS needs at least one certificate")
+			}
+			for j, cert := range t.Certificates {
+				cp := fmt.Sprintf("%s.tls.certificates[%d]", p, j)
+				d.fileExists(&errs, cp+".cert", cert.Cert)
+				d.fileExists(&errs, cp+".key", cert.Key)
+			}
+			if t.MinVersion != "1.2" && t.MinVersion != "1.3" {
+				fail(p+".tls.min_version", "min_version %q: want \"1.2\" or \"1.3\"", t.MinVersion)
+			}
+		}
+		switch l.ClientIP.Source {
+		case "peer", "x_forwarded_for", "forwarded", "proxy_protocol":
+		default:
+			fail(p+".client_ip.source", "unknown source %q (want peer, x_forwarded_for, forwarded or proxy_protocol)", l.ClientIP.Source)
+		}
+		for j, cidr := range l.ClientIP.TrustedProxies {
+			if _, err := netip.ParsePrefix(cidr); err != nil {
+				if _, err := netip.ParseAddr(cidr); err != nil {
+					fail(fmt.Sprintf("%s.client_ip.trusted_proxies[%d]", p, j), "%q is not a CIDR or an IP address", cidr)
+				}
+			}
+		}
+		if l.ClientIP.Source == "proxy_protocol" {
+			fail(p+".client_ip.source", "proxy_protocol is not supported yet; use x_forwarded_for or forwarded behind a trusted proxy")
+		}
+	}
+	if e := c.Server.EscapedSlashes; e != "reject" && e != "keep" {
+		fail("server.escaped_slashes", "want reject or keep, got %q", e)
+	}
+
+	if a := c.Admin; a != nil {
+		host, port, err := net.SplitHostPort(a.Addr)
+		if err != nil || !validPort(port) {
+			fail("admin.addr", "address %q must be host:port", a.Addr)
+		}
+		loopback := host == "localhost"
+		if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() {
+			loopback = true
+		}
+		names := map[string]bool{}
+		hasToken := false
+		for i, t := range a.Tokens {
+			p := fmt.Sprintf("admin.tokens[%d]", i)
+			if t.Name == "" || names[t.Name] {
+				fail(p+".name", "each admin token needs a unique name")
+			}
+			names[t.Name] = true
+			if len(t.Token) < 32 {
+				fail(p+".token", "admin tokens must be at least 32 bytes (generate one with `openssl rand -hex 32`)")
+			}
+			if t.Scope != "read" && t.Scope != "write" {
+				fail(p+".scope", "scope %q: want read or write", t.Scope)
+			}
+			hasToken = true
+		}
+		if !loopback && !hasToken {
+			fail("admin.addr", "admin address %q is not loopback: configure admin.tokens", a.Addr)
+		}
+	}
+	if o := c.Ops; o != nil {
+		if _, port, err := net.SplitHostPort(o.Addr); err != nil || !validPort(port) {
+			fail("ops.addr", "address %q must be host:port", o.Addr)
+		}
+	}
+
+	for _, name := range sortedKeys(c.Upstreams) {
+		u := c.Upstreams[name]
+		p := "upstreams." + name
+		if u == nil {
+			fail(p, "empty upstream")
+			continue
+		}
+		if !nameRE.MatchString(name) {
+			fail(p, "upstream name %q may contain only letters, digits, '_', '.' and '-'", name)
+		}
+		hasDNS := u.Discovery != nil && u.Discovery.DNS != nil
+		switch {
+		case len(u.Targets) == 0 && !hasDNS:
+			fail(p, "an upstream needs targets or discovery")
+		case len(u.Targets) > 0 && hasDNS:
+			fail(p, "targets and discovery are exclusive")
+		}
+		total := 0
+		for i, t := range u.Targets {
+			tp := fmt.Sprintf("%s.targets[%d]", p, i)
+			total += t.Weight
+			if t.Weight < 0 {
+				fail(tp+".weight", "weight must not be negative")
+			}
+			pu, err := url.Parse(t.URL)
+			switch {
+			case err != nil:
+				fail(tp+".url", "%v", err)
+			case pu.Scheme != "http" && pu.Scheme != "https":
+				fail(tp+".url", "URL %q: scheme must be http or https", t.URL)
+			case pu.Host == "" || pu.Port() == "" && strings.Contains(pu.Host, ":"):
+				fail(tp+".url", "URL %q needs a host", t.URL)
+			case pu.User != nil || pu.RawQuery != "" || pu.Fragment != "" || (pu.Path != "" && pu.Path != "/"):
+				fail(tp+".url", "URL %q must be scheme://host:port only (no path, query or credentials); use a route rewrite for paths", t.URL)
+			}
+		}
+		if len(u.Targets) > 0 && total == 0 {
+			fail(p+".targets", "at least one target needs a positive weight")
+		}
+		if hasDNS {
+			dns := u.Discovery.DNS
+			if dns.Name == "" {
+				fail(p+".discovery.dns.name", "a DNS name is required")
+			}
+			if dns.Port <= 0 || dns.Port > 65535 {
+				fail(p+".discovery.dns.port", "port must be 1-65535")
+			}
+			if dns.Scheme != "http" && dns.Scheme != "https" {
+				fail(p+".discovery.dns.scheme", "scheme must be http or https")
+			}
+		}
+		if u.Balance != "round_robin" && u.Balance != "least_request" {
+			fail(p+".balance", "unknown balancer %q (want round_robin or least_request)", u.Balance)
+		}
+		if u.Protocol != "http1" && u.Protocol != "h2" && u.Protocol != "h2c" {
+			fail(p+".protocol", "unknown protocol %q (want http1, h2 or h2c)", u.Protocol)
+		}
+		if a := u.Health.Active; a != nil {
+			if !strings.HasPrefix(a.Path, "/") {
+				fail(p+".health.active.path", "path must start with /")
+			}
+			if a.HealthyAfter < 1 || a.UnhealthyAfter < 1 {
+				fail(p+".health.active", "healthy_after and unhealthy_after must be at least 1")
+			}
+		}
+		if ps := u.Health.Passive; ps != nil {
+			if ps.ConsecutiveFailures < 1 {
+				fail(p+".health.passive.consecutive_failures", "must be at least 1")
+			}
+			if ps.MaxEjectionPercent < 0 || ps.MaxEjectionPercent > 100 {
+				fail(p+".health.passive.max_ejection_percent", "must be 0-100")
+			}
+		}
+		if r := u.Retries; r != nil {
+			if r.Attempts < 0 || r.Attempts > 10 {
+				fail(p+".retries.attempts", "attempts must be 0-10")
+			}
+			for i, on := range r.On {
+				switch {
+				case on == "connect_failure", on == "timeout", on == "reset":
+				case statusRE.MatchString(on) && on >= "400":
+				default:
+					fail(fmt.Sprintf("%s.retries.on[%d]", p, i), "unknown retry condition %q (want connect_failure, timeout, reset or a 4xx/5xx status)", on)
+				}
+			}
+		}
+		if t := u.TLS; t != nil {
+			d.fileExists(&errs, p+".tls.ca", t.CA)
+			d.fileExists(&errs, p+".tls.cert", t.Cert)
+			d.fileExists(&errs, p+".tls.key", t.Key)
+			if (t.Cert == "") != (t.Key == "") {
+				fail(p+".tls", "cert and key go together")
+			}
+		}
+	}
+
+	for _, name := range sortedKeys(c.Policies) {
+		sp := c.Policies[name]
+		p := "policies." + name
+		if sp == nil {
+			continue
+		}
+		if sp.Use != "" {
+			fail(p, "a shared policy is an inline kind, not a use: reference")
+		}
+		d.checkPhase(&errs, p, sp)
+	}
+
+	routes := map[string]int{}
+	for i, r := range c.Routes {
+		p := fmt.Sprintf("routes[%d]", i)
+		if r == nil {
+			fail(p, "empty route")
+			continue
+		}
+		switch {
+		case r.Name == "":
+			fail(p+".name", "a route needs a name")
+		case !nameRE.MatchString(r.Name):
+			fail(p+".name", "name %q may contain only letters, digits, '_', '.' and '-'", r.Name)
+		default:
+			if j, dup := routes[r.Name]; dup {
+				fail(p+".name", "route name %q is also used by routes[%d]", r.Name, j)
+			}
+			routes[r.Name] = i
+		}
+		for j, l := range r.Listeners {
+			if !listeners[l] {
+				fail(fmt.Sprintf("%s.listeners[%d]", p, j), "no listener named %q", l)
+			}
+		}
+		switch {
+		case r.Upstream != "" && r.Respond != nil:
+			fail(p, "a route has exactly one terminal: upstream or respond, not both")
+		case r.Upstream == "" && r.Respond == nil:
+			fail(p, "a route needs a terminal: upstream or respond")
+		case r.Upstream != "":
+			if _, ok := c.Upstreams[r.Upstream]; !ok {
+				fail(p+".upstream", "no upstream named %q (defined: %s)", r.Upstream, strings.Join(sortedKeys(c.Upstreams), ", "))
+			}
+		}
+		if r.Respond != nil && (r.Respond.Status < 100 || r.Respond.Status > 599) {
+			fail(p+".respond.status", "status %d is not 100-599", r.Respond.Status)
+		}
+		for j, m := range r.Match.Methods {
+			up := strings.ToUpper(m)
+			if !tokenRE.MatchString(up) {
+				fail(fmt.Sprintf("%s.match.methods[%d]", p, j), "%q is not a method", m)
+			}
+			r.Match.Methods[j] = up
+		}
+		for j, h := range r.Match.Hosts {
+			lh := strings.ToLower(h)
+			if !hostRE.MatchString(lh) {
+				fail(fmt.Sprintf("%s.match.hosts[%d]", p, j), "%q is not a host name or a *.wildcard", h)
+			}
+			r.Match.Hosts[j] = lh
+		}
+		if !strings.HasPrefix(r.Match.Path, "/") {
+			fail(p+".match.path", "path %q must start with /", r.Match.Path)
+		}
+		for k := range r.Match.Headers {
+			if !tokenRE.MatchString(k) {
+				fail(p+".match.headers."+k, "%q is not a header name", k)
+			}
+		}
+		if rw := r.Rewrite; rw != nil {
+			if r.Upstream == "" {
+				fail(p+".rewrite", "rewrite applies to upstream routes only")
+			}
+			for _, f := range []struct{ name, v string }{{"strip_prefix", rw.StripPrefix}, {"add_prefix", rw.AddPrefix}, {"path", rw.Path}} {
+				if f.v != "" && !strings.HasPrefix(f.v, "/") {
+					fail(p+".rewrite."+f.name, "%q must start with /", f.v)
+				}
+			}
+			if rw.Path != "" && (rw.StripPrefix != "" || rw.AddPrefix != "") {
+				fail(p+".rewrite", "path replaces the whole path: do not combine it with strip_prefix or add_prefix")
+			}
+			have := map[string]bool{}
+			for _, m := range paramRE.FindAllStringSubmatch(r.Match.Path, -1) {
+				have[m[1]] = true
+			}
+			for _, m := range paramRE.FindAllStringSubmatch(rw.Path, -1) {
+				if !have[m[1]] {
+					fail(p+".rewrite.path", "{%s} is not captured by match.path %q", m[1], r.Match.Path)
+				}
+			}
+			if rw.Host != "" && !hostRE.MatchString(strings.ToLower(rw.Host)) && !strings.Contains(rw.Host, ":") {
+				fail(p+".rewrite.host", "%q is not a host name", rw.Host)
+			}
+		}
+		if r.Upgrades != nil {
+			for j, u := range *r.Upgrades {
+				if strings.EqualFold(u, "h2c") {
+					fail(fmt.Sprintf("%s.upgrades[%d]", p, j), "h2c upgrades are always refused: they would tunnel later requests past routing")
+				}
+			}
+		}
+		ids := map[string]bool{}
+		for j, ps := range r.Policies {
+			pp := fmt.Sprintf("%s.policies[%d]", p, j)
+			if ps == nil {
+				continue
+			}
+			if ps.Use != "" {
+				if _, ok := c.Policies[ps.Use]; !ok {
+					fail(pp+".use", "no shared policy named %q under top-level policies", ps.Use)
+				}
+				continue
+			}
+			d.checkPhase(&errs, pp, ps)
+			if ps.ID != "" {
+				if ids[ps.ID] {
+					fail(pp+".id", "id %q is used twice", ps.ID)
+				}
+				ids[ps.ID] = true
+			}
+		}
+	}
+	return errs
+}
+
+func (d *Document) checkPhase(errs *Errors, path string, ps *PolicySpec) {
+	if ps.Phase == "" || ps.Kind == "" {
+		return
+	}
+	kind, ok := policy.Lookup(ps.Kind)
+	if !ok {
+		return
+	}
+	ph, err := policy.ParsePhase(ps.Phase)
+	if err != nil {
+		*errs = append(*errs, d.Errorf(path+".phase", "%v", err))
+		return
+	}
+	if !kind.Phases.Contains(ph) {
+		*errs = append(*errs, d.Errorf(path+".phase", "%s may run between %v and %v, not in %v", ps.Kind, kind.Phases.Min, kind.Phases.Max, ph))
+	}
+}
+
+func (d *Document) fileExists(errs *Errors, path, file string) {
+	if file == "" {
+		return
+	}
+	if _, err := os.Stat(file); err != nil {
+		*errs = append(*errs, d.Errorf(path, "cannot read %s: %v", file, err))
+	}
+}
+
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 0 && n <= 65535
+}
