@@ -24,7 +24,9 @@ func (c *testKindConfig) Validate() error {
 
 func init() {
 	policy.Register("test_kind", policy.PhaseRange{Default: policy.Transform, Min: policy.Edge, Max: policy.Transform},
-		func(policy.BuildContext, *testKindConfig) (policy.Policy, error) { return policy.Func(func(n policy.Handler) policy.Handler { return n }), nil })
+		func(policy.BuildContext, *testKindConfig) (policy.Policy, error) {
+			return policy.Func(func(n policy.Handler) policy.Handler { return n }), nil
+		})
 }
 
 func parseErrs(t *testing.T, doc string) string {

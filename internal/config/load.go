@@ -316,4 +316,3 @@ func (d *Document) Redacted() []byte {
 	out, _ := json.MarshalIndent(v, "", "  ")
 	return out
 }
-
