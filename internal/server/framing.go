@@ -126,7 +126,10 @@ func (g *guardConn) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		if g.st == stPassthrough {
-			return g.Conn.Read(p)
+			g.mu.Unlock()
+			n, err := g.Conn.Read(p)
+			g.mu.Lock()
+			return n, err
 		}
 		g.mu.Unlock()
 		n, err := g.Conn.Read(g.buf)

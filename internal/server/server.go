@@ -94,19 +94,27 @@ func (s *Server) Addr(name string) net.Addr {
 func (s *Server) Apply(specs []ListenerSpec) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// A listener is kept when its address is unchanged. ":0" addresses (tests) are kept by name
+	// too, or every reload would move them to a new port.
+	key := func(name, addr string) string {
+		if isEphemeral(addr) {
+			return name + "|" + addr
+		}
+		return addr
+	}
 	byAddr := map[string]*listener{}
 	for _, l := range s.listeners {
-		byAddr[l.addr] = l
+		byAddr[key(l.name, l.addr)] = l
 	}
 	next := map[string]*listener{}
 	var fresh []*listener
 	for i := range specs {
 		spec := specs[i]
-		if old := byAddr[spec.Addr]; old != nil && spec.Addr != "" && !isEphemeral(spec.Addr) && (old.tls.Load() == nil) == (spec.TLS == nil) {
+		if old := byAddr[key(spec.Name, spec.Addr)]; old != nil && (old.tls.Load() == nil) == (spec.TLS == nil) {
 			old.update(&spec)
 			old.name = spec.Name
 			next[spec.Name] = old
-			delete(byAddr, spec.Addr)
+			delete(byAddr, key(spec.Name, spec.Addr))
 			continue
 		}
 		l, err := s.bind(&spec)

@@ -1,0 +1,399 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/limen-gateway/limen/internal/config"
+	"github.com/limen-gateway/limen/internal/proxy"
+	"github.com/limen-gateway/limen/internal/router"
+	"github.com/limen-gateway/limen/internal/telemetry"
+	"github.com/limen-gateway/limen/internal/upstream"
+	"github.com/limen-gateway/limen/policy"
+)
+
+// builder compiles one document. In dry-run mode it provisions nothing that talks to the network
+// or starts goroutines (no upstream pools, no access log): `limen validate`, `limen explain` and
+// the admin dry run use it.
+type builder struct {
+	doc     *config.Document
+	cfg     *config.Config
+	pool    policy.Pool
+	log     *slog.Logger
+	metrics *telemetry.Metrics
+	dryRun  bool
+
+	snap   *Snapshot
+	errs   config.Errors
+	shared map[string]sharedPolicy
+}
+
+type sharedPolicy struct {
+	p     policy.Policy
+	kind  *policy.Kind
+	phase policy.Phase
+}
+
+func (b *builder) fail(path, format string, args ...any) {
+	b.errs = append(b.errs, b.doc.Errorf(path, format, args...))
+}
+
+// compile builds a snapshot from doc. On error everything built so far is released.
+func compile(doc *config.Document, pool policy.Pool, metrics *telemetry.Metrics, log *slog.Logger, dryRun bool) (*Snapshot, error) {
+	b := &builder{
+		doc: doc, cfg: doc.Config, pool: pool, log: log, metrics: metrics, dryRun: dryRun,
+		snap: &Snapshot{
+			Doc: doc, Hash: doc.Hash,
+			byName:    map[string]*Route{},
+			listeners: map[string]*listenerRoutes{},
+			upstreams: map[string]*upstream.Upstream{},
+		},
+		shared: map[string]sharedPolicy{},
+	}
+	b.buildAccessLog()
+	b.buildUpstreams()
+	b.buildSharedPolicies()
+	b.buildRoutes()
+	b.buildTables()
+	if len(b.errs) > 0 {
+		b.snap.close()
+		return nil, b.errs
+	}
+	return b.snap, nil
+}
+
+func (b *builder) buildAccessLog() {
+	out := b.cfg.Logging.Access.Output
+	if b.dryRun || out == "" || out == "off" {
+		return
+	}
+	buf := b.cfg.Logging.Access.Buffer
+	obj, release, err := b.pool.Acquire("accesslog/"+out+"/"+strconv.Itoa(buf), func() (any, error) {
+		return telemetry.NewAccessLog(out, buf)
+	})
+	if err != nil {
+		b.fail("logging.access.output", "%v", err)
+		return
+	}
+	b.snap.releases = append(b.snap.releases, release)
+	b.snap.access = obj.(*telemetry.AccessLog)
+}
+
+func (b *builder) buildUpstreams() {
+	names := make([]string, 0, len(b.cfg.Upstreams))
+	for n := range b.cfg.Upstreams {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if b.dryRun {
+			continue
+		}
+		u := b.cfg.Upstreams[name]
+		opts, err := upstreamOptions(name, u)
+		if err != nil {
+			b.fail("upstreams."+name, "%v", err)
+			continue
+		}
+		up, err := upstream.New(opts, b.pool, b.log.With("upstream", name))
+		if err != nil {
+			b.fail("upstreams."+name, "%v", err)
+			continue
+		}
+		b.snap.upstreams[name] = up
+	}
+}
+
+func upstreamOptions(name string, u *config.Upstream) (upstream.Options, error) {
+	o := upstream.Options{Name: name, Balance: u.Balance}
+	for _, t := range u.Targets {
+		parsed, err := url.Parse(t.URL)
+		if err != nil {
+			return o, fmt.Errorf("target %q: %w", t.URL, err)
+		}
+		o.Targets = append(o.Targets, upstream.TargetSpec{URL: parsed, Weight: t.Weight})
+	}
+	if d := u.Discovery; d != nil && d.DNS != nil {
+		o.DNS = &upstream.DNSOptions{Name: d.DNS.Name, Port: d.DNS.Port, Scheme: d.DNS.Scheme,
+			Refresh: d.DNS.Refresh.D(), Resolver: d.DNS.Resolver}
+	}
+	if a := u.Health.Active; a != nil {
+		o.Active = &upstream.ActiveCheck{Path: a.Path, Interval: a.Interval.D(), Timeout: a.Timeout.D(),
+			HealthyAfter: a.HealthyAfter, UnhealthyAfter: a.UnhealthyAfter, ExpectStatus: a.ExpectStatus}
+	}
+	if p := u.Health.Passive; p != nil {
+		o.Passive = &upstream.PassiveCheck{ConsecutiveFailures: p.ConsecutiveFailures,
+			EjectFor: p.EjectFor.D(), MaxEjectionPercent: p.MaxEjectionPercent}
+	}
+	o.Transport = upstream.TransportOptions{
+		ConnectTimeout:        u.Timeouts.Connect.D(),
+		ResponseHeaderTimeout: u.Timeouts.ResponseHeader.D(),
+		IdleTimeout:           u.Timeouts.Idle.D(),
+		Protocol:              u.Protocol,
+		MaxConnsPerTarget:     u.MaxConnsPerTarget,
+	}
+	if t := u.TLS; t != nil {
+		o.Transport.CAFile, o.Transport.CertFile, o.Transport.KeyFile, o.Transport.ServerName = t.CA, t.Cert, t.Key, t.ServerName
+	}
+	if r := u.Retries; r != nil {
+		o.Retry = upstream.RetryPolicy{Attempts: r.Attempts, Budget: float64(r.Budget) / 100,
+			Backoff: r.Backoff.D(), MaxBody: int64(r.MaxBody)}
+		for _, on := range r.On {
+			switch on {
+			case "connect_failure":
+				o.Retry.OnConnectFailure = true
+			case "timeout":
+				o.Retry.OnTimeout = true
+			case "reset":
+				o.Retry.OnReset = true
+			default:
+				code, err := strconv.Atoi(on)
+				if err != nil {
+					return o, fmt.Errorf("retries.on: unknown outcome %q", on)
+				}
+				o.Retry.OnStatus = append(o.Retry.OnStatus, code)
+			}
+		}
+	}
+	return o, nil
+}
+
+func (b *builder) buildSharedPolicies() {
+	names := make([]string, 0, len(b.cfg.Policies))
+	for n := range b.cfg.Policies {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		spec := b.cfg.Policies[name]
+		path := "policies." + name
+		p, kind, phase, ok := b.buildPolicy(path, spec, name, "")
+		if ok {
+			b.shared[name] = sharedPolicy{p: p, kind: kind, phase: phase}
+		}
+	}
+}
+
+func (b *builder) buildPolicy(path string, spec *config.PolicySpec, id, route string) (policy.Policy, *policy.Kind, policy.Phase, bool) {
+	kind, ok := policy.Lookup(spec.Kind)
+	if !ok {
+		b.fail(path, "unknown policy kind %q (known: %s)", spec.Kind, strings.Join(policy.Kinds(), ", "))
+		return nil, nil, 0, false
+	}
+	phase := kind.Phases.Default
+	if spec.Phase != "" {
+		ph, err := policy.ParsePhase(spec.Phase)
+		if err != nil || !kind.Phases.Contains(ph) {
+			b.fail(path+".phase", "phase %q is not allowed for %s (allowed %v..%v)", spec.Phase, spec.Kind, kind.Phases.Min, kind.Phases.Max)
+			return nil, nil, 0, false
+		}
+		phase = ph
+	}
+	bc := policy.BuildContext{
+		ID: id, Kind: spec.Kind, Route: route, Pool: b.pool, BaseDir: b.doc.BaseDir,
+		Logger: b.log.With("policy", id),
+	}
+	p, err := kind.Build(bc, json.RawMessage(spec.Config))
+	if err != nil {
+		b.fail(path+"."+spec.Kind, "%v", err)
+		return nil, nil, 0, false
+	}
+	if c, ok := p.(policy.Closer); ok && spec.Use == "" {
+		b.snap.closers = append(b.snap.closers, c)
+	}
+	return p, kind, phase, true
+}
+
+type chainEntry struct {
+	step   ChainStep
+	phase  policy.Phase
+	policy policy.Policy
+}
+
+func (b *builder) buildRoutes() {
+	for i, rc := range b.cfg.Routes {
+		path := fmt.Sprintf("routes[%d]", i)
+		r := &Route{Name: rc.Name, Config: rc, listeners: rc.Listeners}
+		if rc.Upgrades == nil {
+			r.upgrades = []string{"websocket"}
+		} else {
+			r.upgrades = *rc.Upgrades
+		}
+		var entries []chainEntry
+		for j, ps := range rc.Policies {
+			ppath := fmt.Sprintf("%s.policies[%d]", path, j)
+			if ps.Use != "" {
+				sp, ok := b.shared[ps.Use]
+				if !ok {
+					if _, declared := b.cfg.Policies[ps.Use]; !declared {
+						b.fail(ppath+".use", "no shared policy named %q under top-level policies", ps.Use)
+					}
+					continue
+				}
+				entries = append(entries, chainEntry{
+					step:  ChainStep{ID: ps.Use, Kind: sp.kind.Name, Phase: sp.phase.String(), Shared: true},
+					phase: sp.phase, policy: sp.p,
+				})
+				continue
+			}
+			id := ps.ID
+			if id == "" {
+				id = fmt.Sprintf("routes/%s/%s#%d", rc.Name, ps.Kind, j)
+			}
+			p, kind, phase, ok := b.buildPolicy(ppath, ps, id, rc.Name)
+			if !ok {
+				continue
+			}
+			entries = append(entries, chainEntry{
+				step:  ChainStep{ID: id, Kind: kind.Name, Phase: phase.String()},
+				phase: phase, policy: p,
+			})
+		}
+		// Phase order, then YAML order within a phase (the sort is stable).
+		slices.SortStableFunc(entries, func(a, b chainEntry) int { return int(a.phase - b.phase) })
+
+		terminal, name, ok := b.terminal(path, rc, r)
+		if !ok {
+			continue
+		}
+		r.Terminal = name
+		h := attribute(terminal, name)
+		for k := len(entries) - 1; k >= 0; k-- {
+			h = attribute(entries[k].policy.Wrap(h), entries[k].step.ID)
+		}
+		for _, e := range entries {
+			r.Chain = append(r.Chain, e.step)
+		}
+		r.handler = h
+		if b.metrics != nil && !b.dryRun {
+			r.metrics = b.metrics.Route(rc.Name)
+		}
+		b.snap.routes = append(b.snap.routes, r)
+		b.snap.byName[r.Name] = r
+	}
+}
+
+// attribute records, on the way out, which chain step produced an error: the innermost one wins,
+// so the access log and the denial metric name the policy that refused the request.
+func attribute(h policy.Handler, id string) policy.Handler {
+	return policy.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		err := h.ServeHTTP(w, r)
+		if err != nil {
+			if ex := policy.ExchangeFrom(r.Context()); ex != nil && ex.DeniedBy == "" {
+				ex.DeniedBy = id
+			}
+		}
+		return err
+	})
+}
+
+func (b *builder) terminal(path string, rc *config.Route, r *Route) (policy.Handler, string, bool) {
+	switch {
+	case rc.Respond != nil:
+		return newRespond(rc.Respond), "respond", true
+	case rc.Upstream != "":
+		if b.dryRun {
+			return policy.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }), "upstream:" + rc.Upstream, true
+		}
+		up, ok := b.snap.upstreams[rc.Upstream]
+		if !ok {
+			if _, declared := b.cfg.Upstreams[rc.Upstream]; !declared {
+				b.fail(path+".upstream", "no upstream named %q", rc.Upstream)
+			}
+			return nil, "", false
+		}
+		opts := proxy.Options{
+			Route: rc.Name, Upstream: up, PreserveHost: rc.PreserveHost,
+			Timeout: rc.Timeout.D(), StreamIdleTimeout: rc.StreamIdleTimeout.D(),
+			Upgrades: r.upgrades,
+		}
+		if rw := rc.Rewrite; rw != nil {
+			opts.RewriteHost = rw.Host
+			fn, err := pathRewriter(rw)
+			if err != nil {
+				b.fail(path+".rewrite.path", "%v", err)
+				return nil, "", false
+			}
+			opts.RewritePath = fn
+		}
+		if rr := rc.Retries; rr != nil {
+			opts.NonIdempotent, opts.PerTryTimeout, opts.Attempts = rr.NonIdempotent, rr.PerTryTimeout.D(), rr.Attempts
+		}
+		h, err := proxy.New(opts)
+		if err != nil {
+			b.fail(path, "%v", err)
+			return nil, "", false
+		}
+		return h, "upstream:" + rc.Upstream, true
+	default:
+		b.fail(path, "a route needs a terminal: upstream or respond")
+		return nil, "", false
+	}
+}
+
+func (b *builder) buildTables() {
+	names := make([]string, 0, len(b.cfg.Listeners))
+	for _, l := range b.cfg.Listeners {
+		names = append(names, l.Name)
+	}
+	for _, ln := range names {
+		lr := &listenerRoutes{}
+		var specs []router.Route
+		var index []int // position in cfg.Routes, for error positions
+		for i, r := range b.snap.routes {
+			if len(r.listeners) > 0 && !slices.Contains(r.listeners, ln) {
+				continue
+			}
+			m := r.Config.Match
+			specs = append(specs, router.Route{Hosts: m.Hosts, Path: m.Path, Methods: m.Methods,
+				Headers: m.Headers, Query: m.Query, Priority: r.Config.Priority})
+			lr.routes = append(lr.routes, r)
+			index = append(index, b.routeIndex(i))
+		}
+		table, err := router.Compile(specs)
+		if err != nil {
+			var rerrs router.Errors
+			if errors.As(err, &rerrs) {
+				for _, re := range rerrs {
+					field := re.Field
+					if field == "" {
+						field = "match"
+					}
+					b.fail(fmt.Sprintf("routes[%d].%s", index[re.Index], field), "%s", routeErrorMsg(re, lr.routes))
+				}
+			} else {
+				b.fail("routes", "listener %s: %v", ln, err)
+			}
+			continue
+		}
+		lr.table = table
+		b.snap.listeners[ln] = lr
+	}
+}
+
+// routeIndex maps a compiled route back to its position in the config (routes that failed to build
+// are skipped in b.snap.routes).
+func (b *builder) routeIndex(i int) int {
+	name := b.snap.routes[i].Name
+	for j, rc := range b.cfg.Routes {
+		if rc.Name == name {
+			return j
+		}
+	}
+	return i
+}
+
+func routeErrorMsg(re *router.RouteError, routes []*Route) string {
+	if re.Other >= 0 && re.Other < len(routes) {
+		return fmt.Sprintf("route %q conflicts with route %q: %s", routes[re.Index].Name, routes[re.Other].Name, re.Msg)
+	}
+	return re.Msg
+}

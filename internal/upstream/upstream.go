@@ -1,0 +1,600 @@
+// Package upstream holds pools of backend targets: static or DNS-discovered targets with weights,
+// balancers (smooth weighted round robin, least request by power of two choices), active and
+// passive health, the transport to reach them, and the retry budget. State that must survive a
+// reload (connections, health, ejections) lives in the shared policy.Pool, keyed by what it is.
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/limen-gateway/limen/policy"
+)
+
+// Options configure an upstream; runtime maps the config onto them.
+type Options struct {
+	Name      string
+	Targets   []TargetSpec
+	DNS       *DNSOptions
+	Balance   string
+	Active    *ActiveCheck
+	Passive   *PassiveCheck
+	Transport TransportOptions
+	Retry     RetryPolicy
+}
+
+// TargetSpec is one static target.
+type TargetSpec struct {
+	URL    *url.URL
+	Weight int
+}
+
+// DNSOptions configure A/AAAA discovery.
+type DNSOptions struct {
+	Name     string
+	Port     int
+	Scheme   string
+	Refresh  time.Duration
+	Resolver string
+}
+
+// ActiveCheck probes targets periodically.
+type ActiveCheck struct {
+	Path                         string
+	Interval, Timeout            time.Duration
+	HealthyAfter, UnhealthyAfter int
+	ExpectStatus                 []int
+}
+
+// PassiveCheck ejects targets that fail real traffic.
+type PassiveCheck struct {
+	ConsecutiveFailures int
+	EjectFor            time.Duration
+	MaxEjectionPercent  int
+}
+
+// TransportOptions configure the connection to targets.
+type TransportOptions struct {
+	ConnectTimeout, ResponseHeaderTimeout, IdleTimeout time.Duration
+	Protocol                                           string
+	MaxConnsPerTarget                                  int
+	CAFile, CertFile, KeyFile, ServerName              string
+}
+
+// RetryPolicy says what is retried.
+type RetryPolicy struct {
+	Attempts                             int
+	OnConnectFailure, OnTimeout, OnReset bool
+	OnStatus                             []int
+	Budget                               float64
+	Backoff                              time.Duration
+	MaxBody                              int64
+}
+
+// ErrNoHealthyTarget means every target is down, ejected or already tried.
+var ErrNoHealthyTarget = errors.New("no healthy target")
+
+// Upstream is one pool of targets.
+type Upstream struct {
+	name      string
+	opts      Options
+	log       *slog.Logger
+	shared    policy.Pool
+	transport *http.Transport
+
+	targets atomic.Pointer[[]*Target]
+	mu      sync.Mutex // round robin state and DNS updates
+	release []func()
+
+	requests atomic.Int64 // in flight, for the retry budget
+	retries  atomic.Int64
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// Target is one backend.
+type Target struct {
+	URL    *url.URL
+	Key    string // scheme://host:port
+	Weight int
+	state  *health
+	cw     int // smooth weighted round robin current weight (under Upstream.mu)
+	rel    func()
+}
+
+// Status is an upstream as the admin API shows it.
+type Status struct {
+	Name    string         `json:"name"`
+	Balance string         `json:"balance"`
+	Targets []TargetStatus `json:"targets"`
+}
+
+// TargetStatus is one target's state.
+type TargetStatus struct {
+	URL                 string     `json:"url"`
+	Weight              int        `json:"weight"`
+	Healthy             bool       `json:"healthy"`
+	EjectedUntil        *time.Time `json:"ejected_until,omitempty"`
+	InFlight            int64      `json:"in_flight"`
+	ConsecutiveFailures int        `json:"consecutive_failures"`
+}
+
+// New builds an upstream, acquiring its transport and targets' health from shared.
+func New(o Options, shared policy.Pool, log *slog.Logger) (*Upstream, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	u := &Upstream{name: o.Name, opts: o, log: log, shared: shared, stop: make(chan struct{})}
+	key := fmt.Sprintf("transport/%s/%+v", o.Name, o.Transport)
+	obj, rel, err := shared.Acquire(key, func() (any, error) { return newTransport(o.Transport) })
+	if err != nil {
+		return nil, err
+	}
+	u.release = append(u.release, rel)
+	u.transport = obj.(*pooledTransport).Transport
+	specs := o.Targets
+	if o.DNS != nil {
+		specs, err = resolve(context.Background(), o.DNS)
+		if err != nil {
+			u.Close()
+			return nil, fmt.Errorf("discover %s: %w", o.DNS.Name, err)
+		}
+	}
+	ts, err := u.makeTargets(specs)
+	if err != nil {
+		u.Close()
+		return nil, err
+	}
+	u.targets.Store(&ts)
+	if o.DNS != nil {
+		u.wg.Add(1)
+		go u.discover()
+	}
+	return u, nil
+}
+
+func (u *Upstream) makeTargets(specs []TargetSpec) ([]*Target, error) {
+	var ts []*Target
+	for _, s := range specs {
+		t := &Target{URL: s.URL, Key: s.URL.Scheme + "://" + s.URL.Host, Weight: max(s.Weight, 0)}
+		hkey := fmt.Sprintf("target/%s/%s/%+v", u.name, t.Key, u.opts.Active)
+		obj, rel, err := u.shared.Acquire(hkey, func() (any, error) {
+			return newHealth(t.URL, u.opts.Active, u.transport, u.log.With("target", t.Key)), nil
+		})
+		if err != nil {
+			for _, x := range ts {
+				x.rel()
+			}
+			return nil, err
+		}
+		t.state, t.rel = obj.(*health), rel
+		ts = append(ts, t)
+	}
+	return ts, nil
+}
+
+// Close stops discovery and releases pooled state.
+func (u *Upstream) Close() error {
+	select {
+	case <-u.stop:
+		return nil
+	default:
+	}
+	close(u.stop)
+	u.wg.Wait()
+	if p := u.targets.Load(); p != nil {
+		for _, t := range *p {
+			t.rel()
+		}
+	}
+	for _, r := range u.release {
+		r()
+	}
+	return nil
+}
+
+// Name returns the upstream's name.
+func (u *Upstream) Name() string { return u.name }
+
+// Transport returns the shared transport.
+func (u *Upstream) Transport() *http.Transport { return u.transport }
+
+// Retry returns the retry policy.
+func (u *Upstream) Retry() RetryPolicy { return u.opts.Retry }
+
+// Status reports the targets' state.
+func (u *Upstream) Status() Status {
+	st := Status{Name: u.name, Balance: u.balance(), Targets: []TargetStatus{}}
+	now := time.Now()
+	for _, t := range *u.targets.Load() {
+		ts := TargetStatus{URL: t.Key, Weight: t.Weight, Healthy: t.state.healthy.Load(),
+			InFlight: t.state.inflight.Load(), ConsecutiveFailures: int(t.state.failures.Load())}
+		if until := t.state.ejectedUntil.Load(); until > now.UnixNano() {
+			tm := time.Unix(0, until)
+			ts.EjectedUntil = &tm
+		}
+		st.Targets = append(st.Targets, ts)
+	}
+	return st
+}
+
+func (u *Upstream) balance() string {
+	if u.opts.Balance == "" {
+		return "round_robin"
+	}
+	return u.opts.Balance
+}
+
+func (t *Target) available(now int64) bool {
+	return t.Weight > 0 && t.state.healthy.Load() && t.state.ejectedUntil.Load() <= now
+}
+
+// Pick chooses a target that is available and not in tried.
+func (u *Upstream) Pick(tried []*Target) (*Target, error) {
+	ts := *u.targets.Load()
+	now := time.Now().UnixNano()
+	ok := func(t *Target) bool {
+		if !t.available(now) {
+			return false
+		}
+		for _, x := range tried {
+			if x == t {
+				return false
+			}
+		}
+		return true
+	}
+	if u.opts.Balance == "least_request" {
+		var a, b *Target
+		n := len(ts)
+		if n == 0 {
+			return nil, ErrNoHealthyTarget
+		}
+		// Power of two choices: sample two available targets, take the less loaded per weight.
+		start := rand.IntN(n)
+		for i := 0; i < n && b == nil; i++ {
+			t := ts[(start+i*7919)%n]
+			if !ok(t) || t == a {
+				continue
+			}
+			if a == nil {
+				a = t
+			} else {
+				b = t
+			}
+		}
+		if a == nil {
+			for _, t := range ts {
+				if ok(t) {
+					return t, nil
+				}
+			}
+			return nil, ErrNoHealthyTarget
+		}
+		if b != nil && b.state.inflight.Load()*int64(a.Weight) < a.state.inflight.Load()*int64(b.Weight) {
+			return b, nil
+		}
+		return a, nil
+	}
+	// Smooth weighted round robin (nginx): every available target gains its weight, the largest
+	// is picked and pays the total. Deterministic and evenly interleaved.
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var best *Target
+	total := 0
+	for _, t := range ts {
+		if !ok(t) {
+			continue
+		}
+		t.cw += t.Weight
+		total += t.Weight
+		if best == nil || t.cw > best.cw {
+			best = t
+		}
+	}
+	if best == nil {
+		return nil, ErrNoHealthyTarget
+	}
+	best.cw -= total
+	return best, nil
+}
+
+// Outcome is the result of one attempt, for passive health.
+type Outcome uint8
+
+// Attempt outcomes.
+const (
+	Success Outcome = iota
+	Failure         // connect failure, timeout, reset, or 502/503/504
+)
+
+// Begin counts an attempt in flight on t.
+func (t *Target) Begin() { t.state.inflight.Add(1) }
+
+// End finishes an attempt and feeds passive health.
+func (u *Upstream) End(t *Target, o Outcome) {
+	t.state.inflight.Add(-1)
+	p := u.opts.Passive
+	if o == Success {
+		t.state.failures.Store(0)
+		return
+	}
+	n := t.state.failures.Add(1)
+	if p == nil || int(n) < p.ConsecutiveFailures {
+		return
+	}
+	// Never eject more than MaxEjectionPercent of the pool (floored; a pool of one is never
+	// ejected at 50%): ejecting everything turns a partial outage into a total one.
+	ts := *u.targets.Load()
+	now := time.Now().UnixNano()
+	ejected := 0
+	for _, x := range ts {
+		if x.state.ejectedUntil.Load() > now {
+			ejected++
+		}
+	}
+	if (ejected+1)*100 > p.MaxEjectionPercent*len(ts) {
+		return
+	}
+	if t.state.ejectedUntil.Load() <= now {
+		t.state.ejectedUntil.Store(now + int64(p.EjectFor))
+		t.state.failures.Store(0)
+		u.log.Warn("target ejected", "upstream", u.name, "target", t.Key, "for", p.EjectFor)
+	}
+}
+
+// BeginRequest and EndRequest count requests for the retry budget.
+func (u *Upstream) BeginRequest() { u.requests.Add(1) }
+
+// EndRequest ends a request started with BeginRequest.
+func (u *Upstream) EndRequest() { u.requests.Add(-1) }
+
+// TryRetry reserves a retry if the budget allows (Envoy-style: retries in flight below a share
+// of requests in flight, with a floor of 3 so quiet upstreams can still retry).
+func (u *Upstream) TryRetry() bool {
+	limit := int64(u.opts.Retry.Budget * float64(u.requests.Load()))
+	if limit < 3 {
+		limit = 3
+	}
+	if u.retries.Add(1) > limit {
+		u.retries.Add(-1)
+		return false
+	}
+	return true
+}
+
+// DoneRetry releases a reserved retry.
+func (u *Upstream) DoneRetry() { u.retries.Add(-1) }
+
+type pooledTransport struct{ *http.Transport }
+
+func (p *pooledTransport) Close() error { p.CloseIdleConnections(); return nil }
+
+func newTransport(o TransportOptions) (*pooledTransport, error) {
+	dialer := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
+	t := &http.Transport{
+		Proxy:                 nil,
+		DialContext:           dialer.DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		MaxConnsPerHost:       o.MaxConnsPerTarget,
+		IdleConnTimeout:       o.IdleTimeout,
+		TLSHandshakeTimeout:   o.ConnectTimeout,
+		ResponseHeaderTimeout: o.ResponseHeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
+	}
+	protos := new(http.Protocols)
+	switch o.Protocol {
+	case "h2":
+		protos.SetHTTP2(true)
+		t.ForceAttemptHTTP2 = true
+	case "h2c":
+		protos.SetUnencryptedHTTP2(true)
+	default:
+		protos.SetHTTP1(true)
+	}
+	t.Protocols = protos
+	if o.CAFile != "" || o.CertFile != "" || o.ServerName != "" {
+		cfg := &tls.Config{ServerName: o.ServerName, MinVersion: tls.VersionTLS12}
+		if o.CAFile != "" {
+			pem, err := os.ReadFile(o.CAFile)
+			if err != nil {
+				return nil, err
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("no certificates in %s", o.CAFile)
+			}
+			cfg.RootCAs = pool
+		}
+		if o.CertFile != "" {
+			cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+			if err != nil {
+				return nil, err
+			}
+			cfg.Certificates = []tls.Certificate{cert}
+		}
+		t.TLSClientConfig = cfg
+	}
+	return &pooledTransport{t}, nil
+}
+
+// health is a target's reload-surviving state, with its active checker.
+type health struct {
+	healthy      atomic.Bool
+	ejectedUntil atomic.Int64
+	failures     atomic.Int32
+	inflight     atomic.Int64
+	stop         chan struct{}
+	done         chan struct{}
+}
+
+func newHealth(target *url.URL, check *ActiveCheck, rt http.RoundTripper, log *slog.Logger) *health {
+	h := &health{stop: make(chan struct{}), done: make(chan struct{})}
+	h.healthy.Store(true) // a new config serves at once; checks take it out if it is down
+	if check == nil || check.Interval <= 0 {
+		close(h.done)
+		return h
+	}
+	go h.run(target, check, rt, log)
+	return h
+}
+
+// Close stops the checker.
+func (h *health) Close() error {
+	select {
+	case <-h.stop:
+	default:
+		close(h.stop)
+	}
+	<-h.done
+	return nil
+}
+
+func (h *health) run(target *url.URL, c *ActiveCheck, rt http.RoundTripper, log *slog.Logger) {
+	defer close(h.done)
+	client := &http.Client{Transport: rt, Timeout: c.Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	probe := target.Scheme + "://" + target.Host + c.Path
+	ok, bad := 0, 0
+	tick := time.NewTicker(c.Interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-tick.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
+		go func() {
+			select {
+			case <-h.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		healthy := probeOnce(ctx, client, probe, c.ExpectStatus)
+		cancel()
+		if healthy {
+			ok, bad = ok+1, 0
+			if ok >= c.HealthyAfter && !h.healthy.Load() {
+				h.healthy.Store(true)
+				log.Info("target healthy again")
+			}
+		} else {
+			ok, bad = 0, bad+1
+			if bad >= c.UnhealthyAfter && h.healthy.Load() {
+				h.healthy.Store(false)
+				log.Warn("target failed its health check")
+			}
+		}
+	}
+}
+
+func probeOnce(ctx context.Context, client *http.Client, probe string, expect []int) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, probe, nil)
+	if err != nil {
+		return false
+	}
+	req.Header.Set("User-Agent", "limen-health-check")
+	resp, err := client.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 4096)
+	for read := 0; read < 64<<10; {
+		n, err := resp.Body.Read(buf)
+		read += n
+		if err != nil {
+			break
+		}
+	}
+	if len(expect) > 0 {
+		for _, s := range expect {
+			if resp.StatusCode == s {
+				return true
+			}
+		}
+		return false
+	}
+	return resp.StatusCode >= 200 && resp.StatusCode < 400
+}
+
+// discover refreshes DNS targets, keeping the last good set when resolution fails.
+func (u *Upstream) discover() {
+	defer u.wg.Done()
+	tick := time.NewTicker(u.opts.DNS.Refresh)
+	defer tick.Stop()
+	failing := false
+	for {
+		select {
+		case <-u.stop:
+			return
+		case <-tick.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		specs, err := resolve(ctx, u.opts.DNS)
+		cancel()
+		if err != nil {
+			if !failing {
+				u.log.Warn("dns discovery failed; keeping the last good targets", "name", u.opts.DNS.Name, "err", err)
+			}
+			failing = true
+			continue
+		}
+		failing = false
+		ts, err := u.makeTargets(specs)
+		if err != nil {
+			continue
+		}
+		u.mu.Lock()
+		old := u.targets.Swap(&ts)
+		u.mu.Unlock()
+		for _, t := range *old {
+			t.rel()
+		}
+	}
+}
+
+func resolve(ctx context.Context, d *DNSOptions) ([]TargetSpec, error) {
+	r := net.DefaultResolver
+	if d.Resolver != "" {
+		addr := d.Resolver
+		r = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var dl net.Dialer
+			return dl.DialContext(ctx, network, addr)
+		}}
+	}
+	ips, err := r.LookupIPAddr(ctx, d.Name)
+	if err != nil {
+		return nil, err
+	}
+	if len(ips) == 0 {
+		return nil, fmt.Errorf("%s has no addresses", d.Name)
+	}
+	scheme := d.Scheme
+	if scheme == "" {
+		scheme = "http"
+	}
+	out := make([]TargetSpec, 0, len(ips))
+	for _, ip := range ips {
+		out = append(out, TargetSpec{URL: &url.URL{Scheme: scheme, Host: net.JoinHostPort(ip.IP.String(), strconv.Itoa(d.Port))}, Weight: 1})
+	}
+	return out, nil
+}
