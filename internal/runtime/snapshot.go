@@ -33,6 +33,7 @@ type Snapshot struct {
 	inflight atomic.Int64 // requests currently using the snapshot
 	retired  atomic.Bool
 	release  sync.Once
+	timerMu  sync.Mutex
 	timer    *time.Timer
 }
 
@@ -89,14 +90,18 @@ func (s *Snapshot) retire(drain time.Duration) {
 		s.close()
 		return
 	}
+	s.timerMu.Lock()
 	s.timer = time.AfterFunc(drain, s.close)
+	s.timerMu.Unlock()
 }
 
 func (s *Snapshot) close() {
 	s.release.Do(func() {
+		s.timerMu.Lock()
 		if s.timer != nil {
 			s.timer.Stop()
 		}
+		s.timerMu.Unlock()
 		for _, c := range s.closers {
 			_ = c.Close()
 		}

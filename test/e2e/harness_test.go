@@ -78,6 +78,9 @@ func render(t *testing.T, tpl string, vars map[string]any) []byte {
 func (x *gw) write(tpl string) {
 	x.t.Helper()
 	data := render(x.t, tpl, x.vars)
+	if !bytes.Contains(data, []byte("\nlogging:")) {
+		data = append(data, "\nlogging: { access: { output: off } }\n"...)
+	}
 	tmp := x.path + ".tmp"
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
 		x.t.Fatal(err)

@@ -68,11 +68,11 @@ func routingGateway(t *testing.T) *gw {
 func TestRoutingPrecedenceAndRewrites(t *testing.T) {
 	x := routingGateway(t)
 	cases := []struct {
-		name, path  string
-		hdr         []string
-		status      int
-		body        string
-		seenPath    string
+		name, path string
+		hdr        []string
+		status     int
+		body       string
+		seenPath   string
 	}{
 		{name: "literal beats param", path: "/users/me", status: 200, body: "me"},
 		{name: "param with rewrite template", path: "/users/42", status: 200, body: "app GET ", seenPath: "/v1/accounts/42/profile"},
@@ -166,11 +166,11 @@ func TestSpoofedHeadersStripped(t *testing.T) {
 		"Connection", "X-Forwarded-For, X-Request-ID")
 	readBody(t, resp)
 	checks := map[string]string{
-		"X-Seen-X-Forwarded-For":   "127.0.0.1",
-		"X-Seen-X-Real-Ip":         "",
-		"X-Seen-X-Forwarded-Proto": "http",
-		"X-Seen-X-Consumer-Id":     "",
-		"X-Seen-X-Forwarded-Host":  "", // set from the client's Host below
+		"X-Seen-X-Forwarded-For":         "127.0.0.1",
+		"X-Seen-X-Real-Ip":               "",
+		"X-Seen-X-Forwarded-Proto":       "http",
+		"X-Seen-X-Consumer-Id":           "",
+		"X-Seen-X-Forwarded-Host":        "", // set from the client's Host below
 		"X-Seen-X-Forwarded-Client-Cert": "",
 	}
 	for h, want := range checks {
