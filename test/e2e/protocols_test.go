@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,7 +38,7 @@ func writeCert(t *testing.T, dir, base string, names ...string) (certFile, keyFi
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		IsCA:         true, BasicConstraintsValid: true,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &key.PublicKey, key)
@@ -245,5 +246,102 @@ routes:
 	}
 	if strings.Contains(body, "upstream") {
 		t.Errorf("body blames the upstream: %q", body)
+	}
+}
+
+// TestGRPCStylePassThroughH2C proxies an HTTP/2 cleartext exchange with grpc-status trailers, as
+// a gRPC call looks on the wire, from an h2c client through the gateway to an h2c upstream.
+func TestGRPCStylePassThroughH2C(t *testing.T) {
+	grpcish := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 2 || r.Header.Get("Content-Type") != "application/grpc" {
+			http.Error(w, "want h2 grpc", 400)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Trailer", "Grpc-Status, Grpc-Message")
+		w.Write(body)
+		w.Header().Set("Grpc-Status", "0")
+		w.Header().Set("Grpc-Message", "ok")
+	}))
+	grpcish.Config.Protocols = new(http.Protocols)
+	grpcish.Config.Protocols.SetUnencryptedHTTP2(true)
+	grpcish.Start()
+	defer grpcish.Close()
+	x := start(t, `
+listeners: [{ name: grpc, addr: "127.0.0.1:0", protocols: [h2c] }]
+upstreams:
+  svc: { targets: [{ url: "{{.svc}}" }], protocol: h2c }
+routes:
+  - { name: svc, match: { path: "/pkg.Service/{method}", methods: [POST] }, upstream: svc }
+`, map[string]any{"svc": grpcish.URL})
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest("POST", "http://"+x.addr("grpc")+"/pkg.Service/Echo", strings.NewReader("\x00\x00\x00\x00\x02hi"))
+	req.Header.Set("Content-Type", "application/grpc")
+	req.Header.Set("TE", "trailers")
+	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || string(body) != "\x00\x00\x00\x00\x02hi" || resp.Trailer.Get("Grpc-Status") != "0" {
+		t.Fatalf("proto %s body %q trailer %v status %d", resp.Proto, body, resp.Trailer, resp.StatusCode)
+	}
+	// A refused gRPC call gets a gRPC status, not an HTML or JSON body.
+	req, _ = http.NewRequest("POST", "http://"+x.addr("grpc")+"/pkg.Other/Echo", strings.NewReader(""))
+	req.Header.Set("Content-Type", "application/grpc")
+	resp, err = (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Grpc-Status") != "12" {
+		t.Fatalf("unrouted gRPC call: %d grpc-status %q", resp.StatusCode, resp.Header.Get("Grpc-Status"))
+	}
+}
+
+// TestUpstreamMutualTLS: the gateway verifies the upstream against a private CA with a chosen
+// server name and presents a client certificate the upstream requires.
+func TestUpstreamMutualTLS(t *testing.T) {
+	dir := t.TempDir()
+	srvCert, srvKey, _ := writeCert(t, dir, "backend", "backend.internal")
+	cliCert, cliKey, cliPool := writeCert(t, dir, "gateway", "gateway.internal")
+	pair, err := tls.LoadX509KeyPair(srvCert, srvKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello "+r.TLS.PeerCertificates[0].Subject.CommonName)
+	}))
+	backend.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: cliPool}
+	backend.StartTLS()
+	defer backend.Close()
+	cfg := `
+listeners: [{ name: public, addr: "127.0.0.1:0" }]
+upstreams:
+  secure:
+    targets: [{ url: "{{.url}}" }]
+    tls: { ca: "{{.ca}}", server_name: backend.internal {{.client}} }
+routes:
+  - { name: all, match: { path: "/{p...}" }, upstream: secure }
+`
+	vars := map[string]any{"url": backend.URL, "ca": srvCert, "client": ", cert: " + cliCert + ", key: " + cliKey}
+	x := start(t, cfg, vars)
+	resp := get(t, x.url("public", "/"))
+	if body := readBody(t, resp); resp.StatusCode != 200 || body != "hello gateway.internal" {
+		t.Fatalf("mTLS upstream: %d %q", resp.StatusCode, body)
+	}
+	// Without the client certificate the upstream refuses the handshake: a 502, never a bypass.
+	vars["client"] = ""
+	if err := x.reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	resp = get(t, x.url("public", "/"))
+	readBody(t, resp)
+	if resp.StatusCode != 502 {
+		t.Fatalf("without a client certificate: %d, want 502", resp.StatusCode)
 	}
 }

@@ -1,0 +1,274 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/limen-gateway/limen/internal/upstream"
+	"github.com/limen-gateway/limen/policy"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type pool struct {
+	mu sync.Mutex
+	m  map[string]any
+	n  map[string]int
+}
+
+func (p *pool) Acquire(key string, create func() (any, error)) (any, func(), error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m, p.n = map[string]any{}, map[string]int{}
+	}
+	if _, ok := p.m[key]; !ok {
+		o, err := create()
+		if err != nil {
+			return nil, nil, err
+		}
+		p.m[key] = o
+	}
+	p.n[key]++
+	return p.m[key], func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.n[key]--; p.n[key] == 0 {
+			if c, ok := p.m[key].(io.Closer); ok {
+				c.Close()
+			}
+			delete(p.m, key)
+		}
+	}, nil
+}
+
+func newProxy(t *testing.T, o Options, uo upstream.Options, backends ...string) policy.Handler {
+	t.Helper()
+	for _, b := range backends {
+		u, _ := url.Parse(b)
+		uo.Targets = append(uo.Targets, upstream.TargetSpec{URL: u, Weight: 1})
+	}
+	uo.Name = "u"
+	up, err := upstream.New(uo, &pool{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { up.Close() })
+	o.Upstream = up
+	if o.Upgrades == nil {
+		o.Upgrades = []string{"websocket"}
+	}
+	h, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func serve(h policy.Handler, r *http.Request) (*httptest.ResponseRecorder, error) {
+	ex := &policy.Exchange{ClientIP: netip.MustParseAddr("192.0.2.7"), RequestID: "rid", Params: policy.Params{{Name: "id", Value: "42"}}}
+	r = r.WithContext(policy.WithExchange(r.Context(), ex))
+	rec := httptest.NewRecorder()
+	err := h.ServeHTTP(rec, r)
+	return rec, err
+}
+
+func code(err error) string {
+	var pe *policy.Error
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+func TestRewriteAndForwardingHeaders(t *testing.T) {
+	var seen *http.Request
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = r }))
+	defer b.Close()
+	h := newProxy(t, Options{RewritePath: func(p string, ps policy.Params) string { v, _ := ps.Get("id"); return "/v1/" + v + p }}, upstream.Options{}, b.URL)
+	r := httptest.NewRequest("GET", "http://api.example.com/a%20b?x=1", nil)
+	r.RemoteAddr = "10.0.0.1:5555"
+	r.Header.Set("Connection", "X-Forwarded-For")
+	rec, err := serve(h, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen.URL.EscapedPath() != "/v1/42/a%20b" || seen.URL.RawQuery != "x=1" {
+		t.Errorf("upstream got %s?%s", seen.URL.EscapedPath(), seen.URL.RawQuery)
+	}
+	if seen.Header.Get("X-Forwarded-For") != "10.0.0.1" || seen.Header.Get("X-Request-Id") != "rid" ||
+		!strings.Contains(seen.Header.Get("Forwarded"), "for=192.0.2.7") || seen.Host == "api.example.com" {
+		t.Errorf("headers %v host %s", seen.Header, seen.Host)
+	}
+	if rec.Header().Get("X-Request-Id") != "rid" {
+		t.Error("request id not returned")
+	}
+}
+
+func TestFailuresMapToProblems(t *testing.T) {
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(3 * time.Second):
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closedURL := closed.URL
+	closed.Close()
+
+	if _, err := serve(newProxy(t, Options{Timeout: 50 * time.Millisecond}, upstream.Options{}, slow.URL), httptest.NewRequest("GET", "/", nil)); code(err) != "upstream_timeout" {
+		t.Errorf("slow: %v", err)
+	}
+	if _, err := serve(newProxy(t, Options{}, upstream.Options{}, closedURL), httptest.NewRequest("GET", "/", nil)); code(err) != "upstream_connect_failed" {
+		t.Errorf("closed: %v", err)
+	}
+	if _, err := serve(newProxy(t, Options{PerTryTimeout: 50 * time.Millisecond}, upstream.Options{}, slow.URL), httptest.NewRequest("GET", "/", nil)); code(err) != "upstream_timeout" {
+		t.Errorf("per try: %v", err)
+	}
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("Upgrade", "h2c")
+	if _, err := serve(newProxy(t, Options{}, upstream.Options{}, slow.URL), r); code(err) != "upgrade_not_allowed" {
+		t.Errorf("upgrade: %v", err)
+	}
+}
+
+type brokenBody struct{}
+
+func (brokenBody) Read([]byte) (int, error) { return 0, errors.New("malformed chunked encoding") }
+
+func TestClientBodyErrorIs400(t *testing.T) {
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) }))
+	defer b.Close()
+	h := newProxy(t, Options{}, upstream.Options{}, b.URL)
+	r := httptest.NewRequest("POST", "/", io.NopCloser(brokenBody{}))
+	r.ContentLength = -1
+	if _, err := serve(h, r); code(err) != "bad_request_body" {
+		t.Fatalf("got %v", err)
+	}
+	r = httptest.NewRequest("POST", "/", nil)
+	rec := httptest.NewRecorder()
+	r.Body = http.MaxBytesReader(rec, io.NopCloser(strings.NewReader(strings.Repeat("x", 100))), 10)
+	r.ContentLength = -1
+	if _, err := serve(h, r); code(err) != "body_too_large" {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestRetryReplaysBodyOnAnotherTarget(t *testing.T) {
+	var mu sync.Mutex
+	var bodies []string
+	fail := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, "fail:"+string(b))
+		mu.Unlock()
+		w.WriteHeader(503)
+	}))
+	defer fail.Close()
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, "ok:"+string(b))
+		mu.Unlock()
+	}))
+	defer ok.Close()
+	retry := upstream.RetryPolicy{Attempts: 1, OnStatus: []int{503}, Budget: 1, MaxBody: 1024}
+	h := newProxy(t, Options{}, upstream.Options{Retry: retry}, fail.URL, ok.URL)
+	for range 4 {
+		rec, err := serve(h, httptest.NewRequest("PUT", "/", strings.NewReader("payload")))
+		if err != nil || rec.Code != 200 {
+			t.Fatalf("%d %v", rec.Code, err)
+		}
+	}
+	for _, b := range bodies {
+		if !strings.HasSuffix(b, ":payload") {
+			t.Fatalf("body not replayed: %v", bodies)
+		}
+	}
+	// Too large to replay: not retried, the 503 passes through.
+	big := strings.Repeat("x", 2048)
+	saw503 := false
+	for range 4 {
+		rec, _ := serve(h, httptest.NewRequest("PUT", "/", strings.NewReader(big)))
+		saw503 = saw503 || rec.Code == 503
+	}
+	if !saw503 {
+		t.Fatal("a body larger than max_body was retried")
+	}
+}
+
+func TestStreamingFlushesAndTrailers(t *testing.T) {
+	release := make(chan struct{})
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Sum")
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: 1\n\n")
+		w.(http.Flusher).Flush()
+		<-release
+		w.Header().Set("X-Sum", "ok")
+	}))
+	defer b.Close()
+	h := newProxy(t, Options{}, upstream.Options{}, b.URL)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ex := &policy.Exchange{}
+		if err := h.ServeHTTP(w, r.WithContext(policy.WithExchange(r.Context(), ex))); err != nil {
+			t.Error(err)
+		}
+	}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	line := make(chan string, 1)
+	go func() { l, _ := br.ReadString('\n'); line <- l }()
+	select {
+	case l := <-line:
+		if l != "data: 1\n" {
+			t.Fatalf("got %q", l)
+		}
+	case <-ctx.Done():
+		t.Fatal("first event not flushed through")
+	}
+	close(release)
+	io.Copy(io.Discard, br)
+	if resp.Trailer.Get("X-Sum") != "ok" {
+		t.Fatalf("trailer %v", resp.Trailer)
+	}
+}
+
+func BenchmarkProxy(b *testing.B) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"ok":true}`) }))
+	defer backend.Close()
+	u, _ := url.Parse(backend.URL)
+	up, _ := upstream.New(upstream.Options{Name: "u", Targets: []upstream.TargetSpec{{URL: u, Weight: 1}}}, &pool{}, nil)
+	defer up.Close()
+	h, _ := New(Options{Upstream: up})
+	ex := &policy.Exchange{}
+	r := httptest.NewRequest("GET", "/json", nil)
+	r = r.WithContext(policy.WithExchange(r.Context(), ex))
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		if err := h.ServeHTTP(rec, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
