@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/limen-gateway/limen/internal/config"
-	"github.com/limen-gateway/limen/policy"
 	_ "github.com/limen-gateway/limen/policies/all"
+	"github.com/limen-gateway/limen/policy"
 )
 
 func parse(t testing.TB, doc string) *config.Document {
