@@ -292,7 +292,6 @@ type matchState struct {
 	best     *entry
 	bestPs   [16]policy.Param
 	nbest    int
-	overflow policy.Params // params beyond the fixed arrays (rare)
 	pathHit  bool          // some route matched everything but the method
 }
 

@@ -7,6 +7,9 @@ import (
 	"github.com/limen-gateway/limen/policy"
 )
 
+// maxParams bounds the parameters of one template, so matching keeps them in fixed arrays.
+const maxParams = 16
+
 // segKind orders segment kinds by specificity: a literal beats a parameter beats a tail.
 type segKind uint8
 
@@ -67,6 +70,9 @@ func ParseTemplate(s string) (*Template, error) {
 			return nil, fmt.Errorf("path template %q: parameter {%s} appears twice", s, name)
 		}
 		seen[name] = true
+		if len(seen) > maxParams {
+			return nil, fmt.Errorf("path template %q: more than %d parameters", s, maxParams)
+		}
 		t.segs = append(t.segs, segment{kind: kind, text: name})
 	}
 	return t, nil
