@@ -292,7 +292,7 @@ type matchState struct {
 	best     *entry
 	bestPs   [16]policy.Param
 	nbest    int
-	pathHit  bool          // some route matched everything but the method
+	pathHit  bool // some route matched everything but the method
 }
 
 // Match finds the route for a request. path is the normalized escaped path and host the

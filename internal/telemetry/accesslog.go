@@ -62,35 +62,48 @@ type AccessLog struct {
 
 var linePool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
-// NewAccessLog opens output (stdout, stderr or a file path, appended to).
+// NewAccessLog opens output (stdout, stderr or a file path, appended to) and starts the writer.
+// buffer is the number of lines that may wait for the writer (4096 when <= 0).
 func NewAccessLog(output string, buffer int) (*AccessLog, error) {
+	switch output {
+	case "", "stdout":
+		return newAccessLog(os.Stdout, nil, buffer), nil
+	case "stderr":
+		return newAccessLog(os.Stderr, nil, buffer), nil
+	}
+	f, err := os.OpenFile(output, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("access log: %w", err)
+	}
+	return newAccessLog(f, f, buffer), nil
+}
+
+func newAccessLog(w io.Writer, c io.Closer, buffer int) *AccessLog {
 	if buffer <= 0 {
 		buffer = 4096
 	}
-	l := &AccessLog{lines: make(chan *[]byte, buffer), done: make(chan struct{})}
-	switch output {
-	case "", "stdout":
-		l.w = os.Stdout
-	case "stderr":
-		l.w = os.Stderr
-	default:
-		f, err := os.OpenFile(output, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-		if err != nil {
-			return nil, fmt.Errorf("access log: %w", err)
-		}
-		l.w, l.closer = f, f
-	}
+	l := &AccessLog{w: w, closer: c, lines: make(chan *[]byte, buffer), done: make(chan struct{})}
 	go l.run()
-	return l, nil
+	return l
 }
 
 func (l *AccessLog) run() {
 	defer close(l.done)
 	for b := range l.lines {
+		// A failed write loses that line only; there is nobody to report it to per line.
 		_, _ = l.w.Write(*b)
-		*b = (*b)[:0]
-		linePool.Put(b)
+		putLine(b)
 	}
+}
+
+// putLine recycles a line buffer; oversized ones (a huge user agent) are left to the GC so the
+// pool does not pin large arrays.
+func putLine(b *[]byte) {
+	if cap(*b) > 64<<10 {
+		return
+	}
+	*b = (*b)[:0]
+	linePool.Put(b)
 }
 
 // Log queues one entry, or drops it when the queue is full or the log closed.
@@ -101,13 +114,14 @@ func (l *AccessLog) Log(e *Entry) {
 	defer l.mu.RUnlock()
 	if l.closed {
 		droppedLines.Add(1)
+		putLine(b)
 		return
 	}
 	select {
 	case l.lines <- b:
 	default:
 		droppedLines.Add(1)
-		linePool.Put(b)
+		putLine(b)
 	}
 }
 

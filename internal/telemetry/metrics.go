@@ -43,8 +43,10 @@ type Metrics struct {
 	lastOK   prometheus.Gauge
 	info     *prometheus.GaugeVec
 
-	mu     sync.Mutex
-	routes map[string]*RouteMetrics
+	// mu guards the handle caches; they are used at snapshot build time only.
+	mu      sync.Mutex
+	routes  map[string]*RouteMetrics
+	targets map[[2]string]*TargetMetrics
 }
 
 // NewMetrics registers Limen's metrics in a fresh registry.
@@ -70,7 +72,8 @@ func NewMetrics() *Metrics {
 			Help: "Unix time of the last successful config reload."}),
 		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "limen_config_info",
 			Help: "The running config's hash (value 1)."}, []string{"hash"}),
-		routes: map[string]*RouteMetrics{},
+		routes:  map[string]*RouteMetrics{},
+		targets: map[[2]string]*TargetMetrics{},
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.attempts, m.errors, m.healthy, m.denials, m.reloads, m.lastOK, m.info,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "limen_access_log_dropped_total",
@@ -146,18 +149,27 @@ func (m *Metrics) RetainRoutes(names []string) {
 	}
 }
 
-// TargetMetrics are one target's series.
+// TargetMetrics are one upstream target's series, resolved once.
 type TargetMetrics struct {
-	attempts prometheus.Counter
-	errors   *prometheus.CounterVec
-	healthy  prometheus.Gauge
-	labels   prometheus.Labels
+	upstream, target string
+	attempts         prometheus.Counter
+	errorsVec        *prometheus.CounterVec
+	errors           sync.Map // kind -> prometheus.Counter; kinds are a small fixed set
+	healthy          prometheus.Gauge
 }
 
-// Target returns a target's series.
+// Target returns the handle for a target's series; the same pair gets the same handle.
 func (m *Metrics) Target(upstream, target string) *TargetMetrics {
-	return &TargetMetrics{attempts: m.attempts.WithLabelValues(upstream, target), errors: m.errors,
-		healthy: m.healthy.WithLabelValues(upstream, target), labels: prometheus.Labels{"upstream": upstream, "target": target}}
+	k := [2]string{upstream, target}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if t := m.targets[k]; t != nil {
+		return t
+	}
+	t := &TargetMetrics{upstream: upstream, target: target, errorsVec: m.errors,
+		attempts: m.attempts.WithLabelValues(upstream, target), healthy: m.healthy.WithLabelValues(upstream, target)}
+	m.targets[k] = t
+	return t
 }
 
 // Attempt counts an attempt.
@@ -165,7 +177,12 @@ func (t *TargetMetrics) Attempt() { t.attempts.Inc() }
 
 // Error counts a failed attempt of a kind (connect, timeout, reset, bad_response, status_5xx).
 func (t *TargetMetrics) Error(kind string) {
-	t.errors.WithLabelValues(t.labels["upstream"], t.labels["target"], kind).Inc()
+	if c, ok := t.errors.Load(kind); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
+	c, _ := t.errors.LoadOrStore(kind, t.errorsVec.WithLabelValues(t.upstream, t.target, kind))
+	c.(prometheus.Counter).Inc()
 }
 
 // SetHealthy records the target's health.
@@ -177,7 +194,8 @@ func (t *TargetMetrics) SetHealthy(ok bool) {
 	}
 }
 
-// RetainTargets deletes series of targets not listed under their upstream.
+// RetainTargets deletes the limen_upstream_* series of upstream/target pairs not listed, and
+// forgets their handles, so removed targets stop being exported.
 func (m *Metrics) RetainTargets(targets map[string][]string) {
 	keep := map[[2]string]bool{}
 	for u, ts := range targets {
@@ -185,17 +203,13 @@ func (m *Metrics) RetainTargets(targets map[string][]string) {
 			keep[[2]string{u, t}] = true
 		}
 	}
-	ch := make(chan prometheus.Metric, 64)
-	go func() { m.healthy.Collect(ch); m.attempts.Collect(ch); close(ch) }()
-	var drop [][2]string
-	for metric := range ch {
-		lp := labelPairs(metric)
-		k := [2]string{lp["upstream"], lp["target"]}
-		if !keep[k] {
-			drop = append(drop, k)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k := range m.targets {
+		if keep[k] {
+			continue
 		}
-	}
-	for _, k := range drop {
+		delete(m.targets, k)
 		l := prometheus.Labels{"upstream": k[0], "target": k[1]}
 		m.attempts.DeletePartialMatch(l)
 		m.errors.DeletePartialMatch(l)
