@@ -1,22 +1,33 @@
 package admin
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
 // memController is a real in-memory controller: Apply changes what Config returns.
 type memController struct {
-	mu    sync.Mutex
-	doc   string
-	hash  string
-	ready bool
-	n     int
+	mu     sync.Mutex
+	doc    string
+	hash   string
+	n      int
+	actors []string
+	ready  atomic.Bool
+}
+
+func newCtl() *memController {
+	c := &memController{doc: `{"routes":[]}`, hash: "h0"}
+	c.ready.Store(true)
+	return c
 }
 
 func (c *memController) Config() ([]byte, string) {
@@ -29,6 +40,9 @@ func (c *memController) Validate(doc []byte) error {
 	if strings.Contains(string(doc), "bad") {
 		return errors.Join(errors.New("limen.yaml:1: routes: bad thing"), errors.New("limen.yaml:2: other bad thing"))
 	}
+	if strings.Contains(string(doc), "ugly") {
+		return errors.New("limen.yaml:3: first\nlimen.yaml:4: second")
+	}
 	return nil
 }
 
@@ -36,24 +50,30 @@ func (c *memController) Apply(doc []byte, ifMatch, actor string) (string, error)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if ifMatch != c.hash {
-		return "", ErrPreconditionFailed
+		return "", errors.Join(ErrPreconditionFailed, errors.New("stale"))
 	}
 	if err := c.Validate(doc); err != nil {
 		return "", err
 	}
 	c.n++
 	c.doc, c.hash = string(doc), "h"+strings.Repeat("x", c.n)
+	c.actors = append(c.actors, actor)
 	return c.hash, nil
 }
 
 func (c *memController) Routes() any    { return []string{"r"} }
 func (c *memController) Upstreams() any { return []string{"u"} }
-func (c *memController) Status() any    { return map[string]string{"hash": c.hash} }
-func (c *memController) Ready() bool    { return c.ready }
+func (c *memController) Status() any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return map[string]string{"hash": c.hash}
+}
+func (c *memController) Ready() bool { return c.ready.Load() }
 
 var (
 	writeTok = strings.Repeat("w", 32)
 	readTok  = strings.Repeat("r", 32)
+	metrics  = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "limen_x 1\n") })
 )
 
 func do(h http.Handler, method, path, body string, hdr ...string) *httptest.ResponseRecorder {
@@ -72,12 +92,27 @@ func do(h http.Handler, method, path, body string, hdr ...string) *httptest.Resp
 }
 
 func TestAccessRules(t *testing.T) {
-	ctl := &memController{doc: "{}", hash: "h0", ready: true}
-	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "limen_x 1\n") })
-	withTokens := New(Options{Addrs: []string{"127.0.0.1:9901"}, Tokens: []Token{{"ci", writeTok, "write"}, {"grafana", readTok, "read"}}}, ctl, metrics, nil)
+	t.Parallel()
+	ctl := newCtl()
+	tokens := []Token{{"ci", writeTok, "write"}, {"grafana", readTok, "read"}}
+	withTokens := New(Options{Addrs: []string{"127.0.0.1:9901"}, Tokens: tokens}, ctl, metrics, nil)
+	readOnly := New(Options{Addrs: []string{"127.0.0.1:9901"}, Tokens: tokens[1:]}, ctl, metrics, nil)
 	noTokens := New(Options{Addrs: []string{"127.0.0.1:9901"}}, ctl, metrics, nil)
+	localhost := New(Options{Addrs: []string{"localhost:9901", "[::1]:9901"}}, ctl, metrics, nil)
 	public := New(Options{Addrs: []string{":9901"}}, ctl, metrics, nil)
+	wildcard := New(Options{Addrs: []string{"0.0.0.0:9901"}}, ctl, metrics, nil)
+	mixed := New(Options{Addrs: []string{"127.0.0.1:9901", "10.0.0.5:9901"}}, ctl, metrics, nil)
+	remote := New(Options{Addrs: []string{"10.0.0.5:9901"}, Tokens: tokens}, ctl, metrics, nil)
 	yaml := []string{"Content-Type", "application/yaml"}
+	w := []string{"Authorization", "Bearer " + writeTok}
+	rd := []string{"Authorization", "Bearer " + readTok}
+	cat := func(parts ...[]string) []string {
+		var out []string
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
 	cases := []struct {
 		name   string
 		h      http.Handler
@@ -88,73 +123,249 @@ func TestAccessRules(t *testing.T) {
 	}{
 		{"loopback read without tokens", noTokens, "GET", "/admin/routes", nil, 200},
 		{"localhost alias host", noTokens, "GET", "/admin/routes", []string{"Host", "localhost:9901"}, 200},
+		{"ipv6 alias host", noTokens, "GET", "/admin/routes", []string{"Host", "[::1]:9901"}, 200},
+		{"alias with another port", noTokens, "GET", "/admin/routes", []string{"Host", "localhost:9902"}, 403},
+		{"localhost addr accepts 127.0.0.1", localhost, "GET", "/admin/status", nil, 200},
 		{"foreign host (DNS rebinding)", noTokens, "GET", "/admin/routes", []string{"Host", "evil.example:9901"}, 403},
+		{"foreign host on probes", noTokens, "GET", "/healthz", []string{"Host", "evil.example:9901"}, 403},
 		{"foreign origin (CSRF)", noTokens, "GET", "/admin/routes", []string{"Origin", "https://evil.example"}, 403},
+		{"own host over https origin", noTokens, "GET", "/admin/routes", []string{"Origin", "https://127.0.0.1:9901"}, 403},
+		{"null origin", noTokens, "GET", "/admin/routes", []string{"Origin", "null"}, 403},
 		{"own origin", noTokens, "GET", "/admin/routes", []string{"Origin", "http://127.0.0.1:9901"}, 200},
-		{"no write endpoint without a write token", noTokens, "PUT", "/admin/config", append([]string{"If-Match", "h0"}, yaml...), 404},
-		{"non-loopback without tokens", public, "GET", "/admin/routes", []string{"Host", ":9901"}, 401},
+		{"alias origin", noTokens, "GET", "/admin/routes", []string{"Origin", "http://localhost:9901"}, 200},
+		{"no write endpoint without a write token", noTokens, "PUT", "/admin/config", cat([]string{"If-Match", "h0"}, yaml), 404},
+		{"no validate without a write token", readOnly, "POST", "/admin/config/validate", cat(rd, yaml), 404},
+		{"port-only addr is not loopback", public, "GET", "/admin/routes", []string{"Host", ":9901"}, 403},
+		{"port-only addr refuses probes too", public, "GET", "/healthz", []string{"Host", ":9901"}, 403},
+		{"wildcard addr is not loopback", wildcard, "GET", "/admin/routes", []string{"Host", "0.0.0.0:9901"}, 403},
+		{"one public addr is enough", mixed, "GET", "/admin/routes", nil, 403},
+		{"remote with token", remote, "GET", "/admin/routes", cat([]string{"Host", "10.0.0.5:9901"}, rd), 200},
+		{"remote needs its own host", remote, "GET", "/admin/routes", rd, 403},
+		{"remote needs a token", remote, "GET", "/admin/routes", []string{"Host", "10.0.0.5:9901"}, 401},
 		{"token required", withTokens, "GET", "/admin/routes", nil, 401},
+		{"token required for metrics", withTokens, "GET", "/metrics", nil, 401},
+		{"token required for config", withTokens, "GET", "/admin/config", nil, 401},
 		{"wrong token", withTokens, "GET", "/admin/routes", []string{"Authorization", "Bearer " + strings.Repeat("z", 32)}, 401},
-		{"read token reads", withTokens, "GET", "/admin/status", []string{"Authorization", "Bearer " + readTok}, 200},
-		{"read token cannot write", withTokens, "POST", "/admin/config/validate", append([]string{"Authorization", "Bearer " + readTok}, yaml...), 403},
-		{"write needs a config content type", withTokens, "POST", "/admin/config/validate", []string{"Authorization", "Bearer " + writeTok, "Content-Type", "text/plain"}, 415},
+		{"token prefix", withTokens, "GET", "/admin/routes", []string{"Authorization", "Bearer " + readTok[:31]}, 401},
+		{"basic scheme", withTokens, "GET", "/admin/routes", []string{"Authorization", "Basic " + readTok}, 401},
+		{"bearer is case-insensitive", withTokens, "GET", "/admin/routes", []string{"Authorization", "bearer " + readTok}, 200},
+		{"read token reads", withTokens, "GET", "/admin/status", rd, 200},
+		{"write token reads", withTokens, "GET", "/admin/upstreams", w, 200},
+		{"read token cannot validate", withTokens, "POST", "/admin/config/validate", cat(rd, yaml), 403},
+		{"read token cannot push", withTokens, "PUT", "/admin/config", cat(rd, yaml, []string{"If-Match", "h0"}), 403},
+		{"write needs a config content type", withTokens, "POST", "/admin/config/validate", cat(w, []string{"Content-Type", "text/plain"}), 415},
+		{"form posts refused", withTokens, "POST", "/admin/config/validate", cat(w, []string{"Content-Type", "application/x-www-form-urlencoded"}), 415},
+		{"no content type", withTokens, "POST", "/admin/config/validate", w, 415},
+		{"json with charset", withTokens, "POST", "/admin/config/validate", cat(w, []string{"Content-Type", "application/json; charset=utf-8"}), 200},
+		{"x-yaml", withTokens, "POST", "/admin/config/validate", cat(w, []string{"Content-Type", "application/x-yaml"}), 200},
+		{"text/yaml", withTokens, "POST", "/admin/config/validate", cat(w, []string{"Content-Type", "text/yaml"}), 200},
 		{"probes need no token", withTokens, "GET", "/readyz", nil, 200},
-		{"metrics", withTokens, "GET", "/metrics", []string{"Authorization", "Bearer " + readTok}, 200},
-		{"unknown endpoint", withTokens, "GET", "/admin/nope", []string{"Authorization", "Bearer " + readTok}, 404},
+		{"healthz needs no token", withTokens, "GET", "/healthz", nil, 200},
+		{"metrics", withTokens, "GET", "/metrics", rd, 200},
+		{"unknown endpoint", withTokens, "GET", "/admin/nope", rd, 404},
+		{"wrong method", withTokens, "DELETE", "/admin/config", w, 405},
+		{"wrong method on a read endpoint", withTokens, "POST", "/admin/routes", cat(w, yaml), 405},
+		{"wrong method on a probe", withTokens, "POST", "/healthz", nil, 405},
 	}
 	for _, c := range cases {
-		if rec := do(c.h, c.method, c.path, "x: 1", c.hdr...); rec.Code != c.want {
-			t.Errorf("%s: %d %s, want %d", c.name, rec.Code, rec.Body.String(), c.want)
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			rec := do(c.h, c.method, c.path, "x: 1", c.hdr...)
+			if rec.Code != c.want {
+				t.Fatalf("%d %s, want %d", rec.Code, rec.Body.String(), c.want)
+			}
+			if c.want == 405 && rec.Header().Get("Allow") == "" {
+				t.Fatal("405 without Allow")
+			}
+			if c.want == 401 && rec.Header().Get("WWW-Authenticate") == "" {
+				t.Fatal("401 without WWW-Authenticate")
+			}
+			if c.want >= 400 && c.want != 405 {
+				var body struct{ Error string }
+				if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body.Error == "" {
+					t.Fatalf("error body %q is not {\"error\": ...}", rec.Body.String())
+				}
+			}
+		})
+	}
+}
+
+func TestWriteHint(t *testing.T) {
+	t.Parallel()
+	h := New(Options{Addrs: []string{"127.0.0.1:9901"}}, newCtl(), metrics, nil)
+	rec := do(h, "PUT", "/admin/config", "{}", "Content-Type", "application/json", "If-Match", "h0")
+	if rec.Code != 404 || !strings.Contains(rec.Body.String(), "configure an admin token with scope: write") {
+		t.Fatalf("%d %s", rec.Code, rec.Body.String())
+	}
+}
+
+func TestBodyLimit(t *testing.T) {
+	t.Parallel()
+	h := New(Options{Addrs: []string{"127.0.0.1:9901"}, Tokens: []Token{{"ci", writeTok, "write"}}}, newCtl(), metrics, nil)
+	big := strings.Repeat("a", maxBody+1)
+	for _, c := range []struct{ method, path string }{{"POST", "/admin/config/validate"}, {"PUT", "/admin/config"}} {
+		rec := do(h, c.method, c.path, big, "Authorization", "Bearer "+writeTok, "Content-Type", "application/yaml", "If-Match", "h0")
+		if rec.Code != 413 {
+			t.Fatalf("%s %s with 16 MiB + 1: %d", c.method, c.path, rec.Code)
 		}
 	}
 }
 
 func TestConfigPush(t *testing.T) {
-	ctl := &memController{doc: "{}", hash: "h0", ready: true}
-	h := New(Options{Addrs: []string{"127.0.0.1:9901"}, Tokens: []Token{{"ci", writeTok, "write"}}}, ctl, http.NotFoundHandler(), nil)
+	t.Parallel()
+	ctl := newCtl()
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	h := New(Options{Addrs: []string{"127.0.0.1:9901"}, Tokens: []Token{{"ci", writeTok, "write"}}}, ctl, metrics, log)
 	auth := []string{"Authorization", "Bearer " + writeTok, "Content-Type", "application/yaml"}
+	with := func(kv ...string) []string { return append(append([]string{}, auth...), kv...) }
+
+	rec := do(h, "GET", "/admin/config", "", auth...)
+	if rec.Code != 200 || rec.Header().Get("ETag") != `"h0"` || rec.Header().Get("Content-Type") != "application/json" || rec.Body.String() != `{"routes":[]}` {
+		t.Fatalf("GET config: %d %v %s", rec.Code, rec.Header(), rec.Body.String())
+	}
 	if rec := do(h, "PUT", "/admin/config", "routes: []", auth...); rec.Code != 428 {
 		t.Fatalf("no If-Match: %d", rec.Code)
 	}
-	if rec := do(h, "PUT", "/admin/config", "routes: []", append(auth, "If-Match", `"stale"`)...); rec.Code != 412 {
-		t.Fatalf("stale If-Match: %d", rec.Code)
+	if rec := do(h, "PUT", "/admin/config", "routes: []", with("If-Match", `"stale"`)...); rec.Code != 412 {
+		t.Fatalf("stale If-Match: %d %s", rec.Code, rec.Body.String())
 	}
-	rec := do(h, "PUT", "/admin/config", "bad", append(auth, "If-Match", `"h0"`)...)
-	if rec.Code != 422 || !strings.Contains(rec.Body.String(), "other bad thing") {
+	rec = do(h, "PUT", "/admin/config", "bad", with("If-Match", `"h0"`)...)
+	var failed struct{ Errors []string }
+	if err := json.Unmarshal(rec.Body.Bytes(), &failed); rec.Code != 422 || err != nil ||
+		len(failed.Errors) != 2 || failed.Errors[1] != "limen.yaml:2: other bad thing" {
 		t.Fatalf("invalid push: %d %s", rec.Code, rec.Body.String())
 	}
-	rec = do(h, "PUT", "/admin/config", "routes: []", append(auth, "If-Match", `W/"h0"`)...)
-	if rec.Code != 200 || rec.Header().Get("ETag") != `"hx"` {
+	rec = do(h, "PUT", "/admin/config", "routes: []", with("If-Match", `W/"h0"`)...)
+	var ok struct{ Hash string }
+	if err := json.Unmarshal(rec.Body.Bytes(), &ok); rec.Code != 200 || err != nil || ok.Hash != "hx" || rec.Header().Get("ETag") != `"hx"` {
 		t.Fatalf("push: %d %s %v", rec.Code, rec.Body.String(), rec.Header())
 	}
 	rec = do(h, "GET", "/admin/config", "", auth...)
 	if rec.Body.String() != "routes: []" || rec.Header().Get("ETag") != `"hx"` {
-		t.Fatalf("config after push: %s", rec.Body.String())
+		t.Fatalf("config after push: %s %v", rec.Body.String(), rec.Header())
 	}
-	if rec := do(h, "POST", "/admin/config/validate", "bad", auth...); rec.Code != 422 {
-		t.Fatalf("validate bad: %d", rec.Code)
+	// The old ETag is now stale: a second writer working from it is refused.
+	if rec := do(h, "PUT", "/admin/config", "routes: [x]", with("If-Match", `"h0"`)...); rec.Code != 412 {
+		t.Fatalf("push from a stale ETag: %d", rec.Code)
 	}
-	if rec := do(h, "POST", "/admin/config/validate", "fine", auth...); rec.Code != 200 {
-		t.Fatalf("validate good: %d", rec.Code)
+	if len(ctl.actors) != 1 || !strings.HasPrefix(ctl.actors[0], "ci@") {
+		t.Fatalf("actors %v, want ci@<remote>", ctl.actors)
+	}
+	if s := logs.String(); !strings.Contains(s, "token=ci") || !strings.Contains(s, "hash=hx") || !strings.Contains(s, "other bad thing") {
+		t.Fatalf("writes not logged with token, hash and error:\n%s", s)
 	}
 }
 
-func TestReadyzFlipsAndOps(t *testing.T) {
-	ctl := &memController{ready: true}
-	ops := NewOps(ctl, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "m") }))
-	get := func(p string) int {
-		rec := httptest.NewRecorder()
-		ops.ServeHTTP(rec, httptest.NewRequest("GET", p, nil))
-		return rec.Code
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	h := New(Options{Addrs: []string{"127.0.0.1:9901"}, Tokens: []Token{{"ci", writeTok, "write"}}}, newCtl(), metrics, nil)
+	auth := []string{"Authorization", "Bearer " + writeTok, "Content-Type", "application/yaml"}
+	cases := []struct {
+		name, body string
+		status     int
+		valid      bool
+		errors     []string
+	}{
+		{"good", "routes: []", 200, true, nil},
+		{"joined errors", "bad", 422, false, []string{"limen.yaml:1: routes: bad thing", "limen.yaml:2: other bad thing"}},
+		{"multi-line error", "ugly", 422, false, []string{"limen.yaml:3: first", "limen.yaml:4: second"}},
 	}
-	if get("/readyz") != 200 || get("/healthz") != 200 || get("/metrics") != 200 {
-		t.Fatal("ops endpoints")
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			rec := do(h, "POST", "/admin/config/validate", c.body, auth...)
+			var got struct {
+				Valid  bool
+				Errors []string
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || rec.Code != c.status || got.Valid != c.valid {
+				t.Fatalf("%d %s", rec.Code, rec.Body.String())
+			}
+			if strings.Join(got.Errors, "|") != strings.Join(c.errors, "|") {
+				t.Fatalf("errors %q, want %q", got.Errors, c.errors)
+			}
+		})
 	}
-	ctl.ready = false
-	if get("/readyz") != 503 {
-		t.Fatal("readyz did not fail")
+}
+
+func TestReadEndpointsJSON(t *testing.T) {
+	t.Parallel()
+	h := New(Options{Addrs: []string{"127.0.0.1:9901"}}, newCtl(), metrics, nil)
+	for path, want := range map[string]string{"/admin/routes": `["r"]`, "/admin/upstreams": `["u"]`, "/admin/status": `{"hash":"h0"}`} {
+		rec := do(h, "GET", path, "")
+		var got, exp any
+		_ = json.Unmarshal([]byte(want), &exp)
+		if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || rec.Header().Get("Content-Type") != "application/json" {
+			t.Fatalf("%s: %s %v", path, rec.Body.String(), err)
+		}
+		if a, b := must(json.Marshal(got)), must(json.Marshal(exp)); a != b {
+			t.Fatalf("%s: %s, want %s", path, a, b)
+		}
 	}
-	if get("/admin/config") != 404 {
-		t.Fatal("ops listener serves admin endpoints")
+	if rec := do(h, "GET", "/metrics", ""); rec.Body.String() != "limen_x 1\n" {
+		t.Fatalf("metrics: %q", rec.Body.String())
+	}
+}
+
+func must(b []byte, err error) string {
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+func TestReadyzFlips(t *testing.T) {
+	t.Parallel()
+	ctl := newCtl()
+	h := New(Options{Addrs: []string{"127.0.0.1:9901"}, Tokens: []Token{{"ci", writeTok, "write"}}}, ctl, metrics, nil)
+	if rec := do(h, "GET", "/readyz", ""); rec.Code != 200 || rec.Body.String() != "ready\n" {
+		t.Fatalf("%d %q", rec.Code, rec.Body.String())
+	}
+	ctl.ready.Store(false)
+	if rec := do(h, "GET", "/readyz", ""); rec.Code != 503 || !strings.Contains(rec.Body.String(), "not ready") {
+		t.Fatalf("%d %q", rec.Code, rec.Body.String())
+	}
+	if rec := do(h, "GET", "/healthz", ""); rec.Code != 200 || rec.Body.String() != "ok\n" {
+		t.Fatalf("healthz while not ready: %d", rec.Code)
+	}
+}
+
+func TestOps(t *testing.T) {
+	t.Parallel()
+	ctl := newCtl()
+	srv := httptest.NewServer(NewOps(ctl, metrics))
+	defer srv.Close()
+	get := func(method, p string) (int, string) {
+		req, _ := http.NewRequest(method, srv.URL+p, nil)
+		req.Host = "anything.example" // ops has no Host check: probes come from anywhere
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if c, b := get("GET", "/healthz"); c != 200 || b != "ok\n" {
+		t.Fatalf("healthz %d %q", c, b)
+	}
+	if c, _ := get("GET", "/readyz"); c != 200 {
+		t.Fatalf("readyz %d", c)
+	}
+	if c, b := get("GET", "/metrics"); c != 200 || b != "limen_x 1\n" {
+		t.Fatalf("metrics %d %q", c, b)
+	}
+	ctl.ready.Store(false)
+	if c, _ := get("GET", "/readyz"); c != 503 {
+		t.Fatalf("readyz not ready: %d", c)
+	}
+	for _, p := range []string{"/admin/config", "/admin/routes", "/admin/status"} {
+		if c, _ := get("GET", p); c != 404 {
+			t.Fatalf("ops serves %s: %d", p, c)
+		}
+	}
+	if c, _ := get("POST", "/healthz"); c != 405 {
+		t.Fatalf("POST /healthz: %d", c)
 	}
 }
