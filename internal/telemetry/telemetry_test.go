@@ -9,7 +9,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -398,4 +400,35 @@ func counter(t *testing.T, m *Metrics, route, method, code string) float64 {
 		}
 	}
 	return -1
+}
+
+// Requests in flight on an old snapshot keep observing while a reload retains routes and the
+// access log closes; neither may race or panic.
+func TestConcurrentObserveRetainAndClose(t *testing.T) {
+	m := NewMetrics()
+	l := newAccessLog(io.Discard, nil, 8)
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e := Entry{Time: time.Now(), Method: "GET", Path: "/"}
+			r := m.Route("r" + strconv.Itoa(i%2))
+			for j := range 500 {
+				r.Observe(methods[j%len(methods)], 100+j%500, time.Microsecond)
+				l.Log(&e)
+			}
+		}()
+	}
+	for range 50 {
+		m.RetainRoutes([]string{"r0"})
+		m.Route("r1")
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if _, err := m.Registry().Gather(); err != nil {
+		t.Fatal(err)
+	}
 }
