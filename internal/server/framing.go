@@ -189,7 +189,7 @@ func (g *guardConn) feed(data []byte) {
 				}
 				g.checkHeader()
 			}
-		case stBody:
+		case stBody, stChunkData:
 			n := int64(len(data))
 			if n > g.remain {
 				n = g.remain
@@ -198,18 +198,11 @@ func (g *guardConn) feed(data []byte) {
 			data = data[n:]
 			g.remain -= n
 			if g.remain == 0 {
-				g.st = stHeader
-			}
-		case stChunkData:
-			n := int64(len(data))
-			if n > g.remain {
-				n = g.remain
-			}
-			g.out = append(g.out, data[:n]...)
-			data = data[n:]
-			g.remain -= n
-			if g.remain == 0 {
-				g.st = stChunkCRLF
+				if g.st == stBody {
+					g.st = stHeader
+				} else {
+					g.st = stChunkCRLF
+				}
 			}
 		case stChunkSize, stChunkCRLF, stTrailer:
 			i := bytes.IndexByte(data, '\n')
