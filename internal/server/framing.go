@@ -3,61 +3,78 @@ package server
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"io"
 	"net"
-	"strconv"
 	"sync"
 )
 
-// guardConn checks the HTTP/1 byte stream it hands to net/http, request by request, so the server
-// only ever parses whole, unambiguous requests (DESIGN.md "Framing"; RFC 9112 §6.1, §5.2, §2.2).
-// net/http alone accepts a request with both Content-Length and Transfer-Encoding and keeps the
-// connection open, accepts obsolete line folding and bare LF.
+// guardConn is the framing guard: a net.Conn wrapper that checks the HTTP/1 byte stream before
+// net/http parses it, so the server only ever sees whole, unambiguous requests (DESIGN.md
+// "Framing"; RFC 9112 §2.2, §5.1, §5.2, §6.1, §7.1). net/http on its own serves a request with
+// both Content-Length and Transfer-Encoding and keeps the connection (the bytes after the chunked
+// body become a new request), and accepts obsolete line folding and bare LF.
 //
-// A header block is held back until it is complete and checked. A bad one is replaced by a
-// synthetic request for a per-connection random path, followed by EOF: net/http serves it in
-// order (earlier pipelined responses are undisturbed), the hygiene handler recognizes the path
-// and answers 400 with Connection: close. A bad chunked body ends the stream early, so the body
-// read fails and the request is answered 400.
+// The guard runs a small incremental state machine over the bytes it passes: a header block is
+// held back until its empty line and checked line by line; its body is then passed by its
+// framing (Content-Length bytes, or chunked: size lines, data, CRLF, last chunk, trailer fields),
+// and then the next request (pipelining). Bytes are only passed once they are known good.
+//
+// A bad header block is never passed. In its place net/http gets a synthetic request for a
+// per-connection random path, then EOF. Responses go out in order, so earlier pipelined requests
+// are answered normally; the hygiene handler recognizes the path on this connection and answers
+// 400 (431 for an oversized block) with Connection: close, never calling the dispatcher.
+//
+// A bad chunked body cannot be replaced by a request: net/http is reading a body. The guard
+// passes bytes that make net/http's own chunked reader fail ("x\r\n" for a size line), then EOF,
+// so the handler's body read returns an error (the proxy answers 400) and net/http closes the
+// connection. A read error from the connection itself would instead cancel the request's context.
+//
+// After a request that asks for a protocol switch (Upgrade with Connection: upgrade, or CONNECT),
+// later bytes are held unparsed until the request's outcome is known: if the handler hijacks the
+// connection they pass as they are (they belong to the new protocol); if the response is an
+// ordinary one (StateIdle) they are parsed as the next HTTP/1 request. A refused upgrade can
+// therefore not carry an unchecked request.
 type guardConn struct {
 	net.Conn
-	maxHeader int
+	h2c       bool // pass the HTTP/2 prior-knowledge preface through (listener has h2c)
+	maxHeader int  // largest header block (or trailer section) the guard holds
 
-	mu     sync.Mutex // Read may race with Close's bookkeeping via the background reader
-	buf    []byte
-	out    []byte // bytes ready for net/http, from outPos
-	outPos int
-	hdr    []byte
-	line   []byte
+	mu     sync.Mutex // Read runs on net/http's goroutines; the handler and ConnState read state
 	st     parseState
-	remain int64
-	end    bool  // no more bytes will be passed on
-	err    error // the underlying read error, returned once out is drained
+	after  parseState // state once the current body ends: stHeader, or stUpgrade
+	remain int64      // bytes left in the Content-Length body or the current chunk
+	line   []byte     // the header block or chunk line being held
+	cur    int        // where the incomplete line of the held header block starts in line
+	out    []byte     // checked bytes ready for net/http, from outPos
+	outPos int
+	held   []byte // bytes read while an upgrade decision is pending, not yet parsed
+	rbuf   []byte
+	end    bool  // nothing more passes: EOF after out drains
+	err    error // sticky read error of the underlying conn, returned once out drains
 
-	nonce  string
-	reason string // why the connection was rejected
-	tls    any    // *tls.ConnectionState when the conn came from the TLS listener
-	closed func() // called once on Close (hijacked-connection bookkeeping)
-}
+	// Facts about the header block being read, reset per block.
+	first      bool // the next line is a request line
+	clCount    int
+	teCount    int
+	cl         int64
+	teChunked  bool
+	upgrade    bool
+	connUpg    bool
+	connect    bool
+	pri        bool
+	http10     bool
+	trailerLen int
 
-func (g *guardConn) onClose(f func()) {
-	g.mu.Lock()
-	g.closed = f
-	g.mu.Unlock()
-}
+	reason   string // why the stream was rejected (a problem code); "" while all is well
+	nonce    string
+	hijacked bool
+	onClose  func()
 
-// Close closes the connection and runs the close hook.
-func (g *guardConn) Close() error {
-	g.mu.Lock()
-	f := g.closed
-	g.closed = nil
-	g.mu.Unlock()
-	if f != nil {
-		f()
-	}
-	return g.Conn.Close()
+	// onRelease, when set (tests and the fuzzer), sees every header block the guard passes.
+	onRelease func(block []byte)
 }
 
 type parseState uint8
@@ -69,45 +86,138 @@ const (
 	stChunkData
 	stChunkCRLF
 	stTrailer
-	stPassthrough
+	stUpgrade     // an upgrade request was passed: hold bytes until hijack or StateIdle
+	stPassthrough // not HTTP/1 any more (hijacked, h2c)
 )
 
-// Reject reasons, used as problem codes.
+// Problem codes of the framing guard.
 const (
-	rejectAmbiguous  = "ambiguous_framing"
-	rejectObsFold    = "obsolete_line_folding"
-	rejectBareLF     = "bad_line_ending"
-	rejectFieldName  = "bad_header_name"
-	rejectTE         = "unsupported_transfer_encoding"
-	rejectDuplicates = "duplicate_content_length"
+	codeAmbiguous     = "ambiguous_framing"
+	codeDuplicateCL   = "duplicate_content_length"
+	codeBadCL         = "bad_content_length"
+	codeTE            = "unsupported_transfer_encoding"
+	codeObsFold       = "obsolete_line_folding"
+	codeBareLF        = "bad_line_ending"
+	codeBadField      = "bad_header_field"
+	codeFieldNameWS   = "whitespace_before_colon"
+	codeHeaderTooBig  = "header_too_large"
+	codeBadChunk      = "bad_chunk"
+	codeUpgradeFlood  = "upgrade_flood"
+	rejectPathPrefix  = "/.limen-reject-"
+	maxChunkLine      = 4096    // net/http's own limit for a chunk-size line
+	maxHeldUpgrade    = 1 << 20 // bytes a client may send before its upgrade is answered
+	readBufferSize    = 4096
+	defaultMaxHeaders = http1DefaultMaxHeaderBytes + 4096
 )
 
-const maxChunkLine = 4096
+// http1DefaultMaxHeaderBytes mirrors http.DefaultMaxHeaderBytes (net/http's limit when the
+// listener sets none).
+const http1DefaultMaxHeaderBytes = 1 << 20
 
-func newGuardConn(c net.Conn, maxHeader int) *guardConn {
-	if maxHeader <= 0 {
-		maxHeader = 64 << 10
+func newGuardConn(c net.Conn, maxHeaderBytes int, h2c bool) *guardConn {
+	limit := defaultMaxHeaders
+	if maxHeaderBytes > 0 {
+		// net/http allows MaxHeaderBytes plus 4096 bytes of slack for the request line.
+		limit = maxHeaderBytes + 4096
 	}
-	return &guardConn{Conn: c, maxHeader: maxHeader + 4096, buf: make([]byte, 4096)}
+	return &guardConn{Conn: c, maxHeader: limit, h2c: h2c, first: true, cl: -1}
 }
 
-// rejectPath is the synthetic request path for this connection.
-func (g *guardConn) rejectPath() string {
+// tlsGuardConn is a guarded HTTP/1 connection over TLS. net/http fills Request.TLS from
+// ConnectionState when the conn is not a *tls.Conn (server.go, connectionStater).
+type tlsGuardConn struct {
+	*guardConn
+	state tls.ConnectionState
+}
+
+// ConnectionState returns the TLS state of the handshake the listener completed.
+func (t *tlsGuardConn) ConnectionState() tls.ConnectionState { return t.state }
+
+func (t *tlsGuardConn) guard() *guardConn { return t.guardConn }
+
+func (g *guardConn) guard() *guardConn { return g }
+
+// guarded is implemented by both guarded connection types.
+type guarded interface{ guard() *guardConn }
+
+func guardOf(c net.Conn) *guardConn {
+	if g, ok := c.(guarded); ok {
+		return g.guard()
+	}
+	return nil
+}
+
+// Close closes the connection and runs the close hook once (hijacked-connection bookkeeping).
+func (g *guardConn) Close() error {
+	g.mu.Lock()
+	f := g.onClose
+	g.onClose = nil
+	g.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	return g.Conn.Close()
+}
+
+// setOnClose installs the close hook; it reports false when the conn is already closed.
+func (g *guardConn) setOnClose(f func()) {
+	g.mu.Lock()
+	g.onClose = f
+	g.mu.Unlock()
+}
+
+// connState follows net/http's view of the connection. StateIdle means the request before was
+// answered without a protocol switch; StateHijacked means the bytes now belong to the handler.
+// net/http aborts its background read before either, so no Read is in flight.
+func (g *guardConn) connState(st connStateKind) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.reason == "" {
+	switch st {
+	case connIdle:
+		if g.st == stUpgrade {
+			g.st = stHeader
+		}
+	case connHijacked:
+		g.hijacked = true
+		if g.st != stPassthrough {
+			// Whatever was held (a pending upgrade's bytes, a partial next request) is the
+			// hijacker's now, unparsed.
+			g.out = append(g.out, g.line...)
+			g.out = append(g.out, g.held...)
+			g.line, g.cur, g.held = g.line[:0], 0, nil
+			g.st = stPassthrough
+		}
+	}
+}
+
+type connStateKind uint8
+
+const (
+	connIdle connStateKind = iota
+	connHijacked
+)
+
+// rejection reports the reason when requestURI is this connection's synthetic request.
+func (g *guardConn) rejection(requestURI string) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.reason == "" || g.nonce == "" || requestURI != rejectPathPrefix+g.nonce {
 		return ""
 	}
-	return "/.limen-reject-" + g.nonce
-}
-
-func (g *guardConn) rejection() string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
 	return g.reason
 }
 
+func (g *guardConn) wasHijacked() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.hijacked
+}
+
+// Read hands net/http the checked stream.
 func (g *guardConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for {
@@ -115,7 +225,7 @@ func (g *guardConn) Read(p []byte) (int, error) {
 			n := copy(p, g.out[g.outPos:])
 			g.outPos += n
 			if g.outPos == len(g.out) {
-				g.out, g.outPos = g.out[:0], 0 // keep the capacity: steady state allocates nothing
+				g.out, g.outPos = g.out[:0], 0 // keep the capacity: no allocation per request
 			}
 			return n, nil
 		}
@@ -125,250 +235,367 @@ func (g *guardConn) Read(p []byte) (int, error) {
 		if g.end {
 			return 0, io.EOF
 		}
-		if g.st == stPassthrough {
+		if len(g.held) > 0 && g.st != stUpgrade {
+			// A pending upgrade was answered without a switch: parse what it held.
+			data := g.held
+			g.held = nil
+			g.feed(data)
+			continue
+		}
+		// Body bytes of known length and passthrough go straight into p: no copy.
+		if direct := g.directLimit(len(p)); direct > 0 {
 			g.mu.Unlock()
-			n, err := g.Conn.Read(p)
+			n, err := g.Conn.Read(p[:direct])
 			g.mu.Lock()
+			g.consumedDirect(n)
 			return n, err
 		}
+		if g.rbuf == nil {
+			g.rbuf = make([]byte, readBufferSize)
+		}
 		g.mu.Unlock()
-		n, err := g.Conn.Read(g.buf)
+		n, err := g.Conn.Read(g.rbuf)
 		g.mu.Lock()
 		if n > 0 {
-			g.feed(g.buf[:n])
+			g.feed(g.rbuf[:n])
 		}
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Deadlines are transient: net/http's background read sets one to wake itself.
+			if isTimeout(err) {
+				// Deadlines are transient: net/http sets one in the past to stop its
+				// background read. Checked bytes still go out first.
 				if g.outPos < len(g.out) {
 					continue
 				}
 				return 0, err
 			}
-			// Whatever was held back goes to net/http, which will report it as it sees fit.
-			g.out = append(g.out, g.hdr...)
-			g.hdr = g.hdr[:0]
+			// Held, unchecked bytes (a partial header block) are dropped with the stream.
 			g.err = err
 		}
 	}
 }
 
+// directLimit is how many bytes Read may take from the conn straight into the caller's buffer.
+func (g *guardConn) directLimit(n int) int {
+	switch g.st {
+	case stPassthrough:
+		return n
+	case stBody, stChunkData:
+		if g.remain < int64(n) {
+			return int(g.remain)
+		}
+		return n
+	}
+	return 0
+}
+
+func (g *guardConn) consumedDirect(n int) {
+	switch g.st {
+	case stBody:
+		g.remain -= int64(n)
+		if g.remain == 0 {
+			g.endBody()
+		}
+	case stChunkData:
+		g.remain -= int64(n)
+		if g.remain == 0 {
+			g.st = stChunkCRLF
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// feed runs the state machine over data, appending checked bytes to g.out.
 func (g *guardConn) feed(data []byte) {
 	for len(data) > 0 && !g.end {
 		switch g.st {
 		case stPassthrough:
 			g.out = append(g.out, data...)
 			return
-		case stHeader:
-			i := bytes.IndexByte(data, '\n')
-			if i < 0 {
-				g.hdr = append(g.hdr, data...)
-				if len(g.hdr) > g.maxHeader {
-					// Too large for us to hold: let net/http answer 431.
-					g.out = append(g.out, g.hdr...)
-					g.hdr = g.hdr[:0]
-					g.st = stPassthrough
-				}
+		case stUpgrade:
+			if len(g.held)+len(data) > maxHeldUpgrade {
+				g.end = true
+				g.reason = codeUpgradeFlood
 				return
 			}
-			lineStart := len(g.hdr)
-			g.hdr = append(g.hdr, data[:i+1]...)
-			data = data[i+1:]
-			line := g.hdr[lineStart:]
-			if lineStart == 0 && (len(line) == 2 && line[0] == '\r') {
-				// RFC 9112 §2.2: a server SHOULD ignore at least one empty line before a request.
-				g.out = append(g.out, line...)
-				g.hdr = g.hdr[:0]
-				continue
-			}
-			if len(line) <= 2 && lineStart > 0 {
-				if len(line) == 1 || line[0] != '\r' {
-					g.reject(rejectBareLF)
-					return
-				}
-				g.checkHeader()
-			}
+			g.held = append(g.held, data...)
+			return
 		case stBody, stChunkData:
-			n := int64(len(data))
-			if n > g.remain {
-				n = g.remain
+			n := len(data)
+			if int64(n) > g.remain {
+				n = int(g.remain)
 			}
 			g.out = append(g.out, data[:n]...)
 			data = data[n:]
-			g.remain -= n
-			if g.remain == 0 {
-				if g.st == stBody {
-					g.st = stHeader
-				} else {
-					g.st = stChunkCRLF
-				}
-			}
-		case stChunkSize, stChunkCRLF, stTrailer:
+			g.consumedDirect(n)
+		case stHeader:
 			i := bytes.IndexByte(data, '\n')
 			if i < 0 {
 				g.line = append(g.line, data...)
-				g.out = append(g.out, data...)
-				if len(g.line) > maxChunkLine {
-					g.cut()
+				if len(g.line) > g.maxHeader {
+					g.reject(codeHeaderTooBig)
 				}
 				return
 			}
 			g.line = append(g.line, data[:i+1]...)
-			g.out = append(g.out, data[:i+1]...)
 			data = data[i+1:]
-			line := g.line
-			g.line = g.line[:0]
-			if len(line) < 2 || line[len(line)-2] != '\r' {
-				g.cut()
+			start := g.cur
+			g.cur = len(g.line)
+			g.headerLine(start)
+		default: // chunk-size line, CRLF after chunk data, trailer field
+			i := bytes.IndexByte(data, '\n')
+			if i < 0 {
+				g.line = append(g.line, data...)
+				if len(g.line) > maxChunkLine {
+					g.badBody()
+				}
 				return
 			}
-			switch g.st {
-			case stChunkCRLF:
-				if len(line) != 2 {
-					g.cut()
-					return
-				}
-				g.st = stChunkSize
-			case stChunkSize:
-				size, ok := parseChunkSize(line[:len(line)-2])
-				if !ok {
-					g.cut()
-					return
-				}
-				if size == 0 {
-					g.st = stTrailer
-				} else {
-					g.remain, g.st = size, stChunkData
-				}
-			case stTrailer:
-				if len(line) == 2 {
-					g.st = stHeader
-				} else if line[0] == ' ' || line[0] == '\t' {
-					g.cut()
-					return
-				}
-			}
+			g.line = append(g.line, data[:i+1]...)
+			data = data[i+1:]
+			g.chunkLine()
 		}
 	}
 }
 
-// checkHeader validates a complete header block in g.hdr and decides how the body is framed.
-func (g *guardConn) checkHeader() {
-	block := g.hdr
-	first := bytes.IndexByte(block, '\n')
-	reqLine := block[:first+1]
-	if bytes.HasPrefix(reqLine, []byte("PRI * HTTP/2.0")) {
-		// The HTTP/2 connection preface (h2c prior knowledge): not HTTP/1 from here on.
-		g.release(stPassthrough)
+// headerLine checks the line of the held header block that starts at g.line[start:].
+func (g *guardConn) headerLine(start int) {
+	line := g.line[start:]
+	if len(g.line) > g.maxHeader {
+		g.reject(codeHeaderTooBig)
 		return
 	}
-	if len(reqLine) < 2 || reqLine[len(reqLine)-2] != '\r' {
-		g.reject(rejectBareLF)
+	if g.first {
+		if len(line) == 2 && line[0] == '\r' {
+			// RFC 9112 §2.2: a server SHOULD ignore at least one empty line before a request
+			// (clients send one after a POST body). Dropped, never passed.
+			g.line, g.cur = g.line[:0], 0
+			return
+		}
+		if !endsCRLF(line) {
+			g.reject(codeBareLF)
+			return
+		}
+		g.first = false
+		g.requestLine(line[:len(line)-2])
 		return
 	}
-	var clCount, teCount int
-	var cl int64 = -1
-	var chunkedLast, upgrade, connUpgrade bool
-	rest := block[first+1:]
-	for len(rest) > 0 {
-		i := bytes.IndexByte(rest, '\n')
-		line := rest[:i+1]
-		rest = rest[i+1:]
-		if len(line) == 2 {
-			break // the empty line
-		}
-		if len(line) < 2 || line[len(line)-2] != '\r' {
-			g.reject(rejectBareLF)
-			return
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			g.reject(rejectObsFold)
-			return
-		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 {
-			return // net/http rejects malformed lines itself
-		}
-		name := line[:colon]
-		if name[len(name)-1] == ' ' || name[len(name)-1] == '\t' {
-			g.reject(rejectFieldName)
-			return
-		}
-		value := bytes.TrimSpace(line[colon+1 : len(line)-2])
-		switch {
-		case asciiEqualFold(name, "content-length"):
-			clCount++
-			if n, err := strconv.ParseInt(string(value), 10, 64); err == nil && n >= 0 {
-				cl = n
-			}
-		case asciiEqualFold(name, "transfer-encoding"):
-			teCount++
-			codings := bytes.Split(value, []byte(","))
-			chunkedLast = asciiEqualFold(bytes.TrimSpace(codings[len(codings)-1]), "chunked")
-		case asciiEqualFold(name, "upgrade"):
-			upgrade = true
-		case asciiEqualFold(name, "connection"):
-			for _, tok := range bytes.Split(value, []byte(",")) {
-				if asciiEqualFold(bytes.TrimSpace(tok), "upgrade") {
-					connUpgrade = true
-				}
-			}
-		}
+	if len(line) == 2 && line[0] == '\r' {
+		g.endHeader()
+		return
 	}
+	if !endsCRLF(line) {
+		g.reject(codeBareLF)
+		return
+	}
+	if code := checkField(line[:len(line)-2]); code != "" {
+		g.reject(code)
+		return
+	}
+	g.field(line[:len(line)-2])
+}
+
+func endsCRLF(line []byte) bool {
+	// A CR anywhere else in a line is left to net/http, which rejects it in field values.
+	return len(line) >= 2 && line[len(line)-2] == '\r' && line[len(line)-1] == '\n'
+}
+
+func (g *guardConn) requestLine(l []byte) {
 	switch {
-	case clCount > 0 && teCount > 0:
-		g.reject(rejectAmbiguous)
-	case clCount > 1:
-		g.reject(rejectDuplicates)
-	case teCount > 1 || teCount == 1 && !chunkedLast:
-		g.reject(rejectTE)
-	case upgrade && connUpgrade || bytes.HasPrefix(reqLine, []byte("CONNECT ")):
-		// After a protocol switch the bytes are not HTTP/1 any more.
+	case string(l) == "PRI * HTTP/2.0":
+		g.pri = true
+	case bytes.HasPrefix(l, []byte("CONNECT ")):
+		g.connect = true
+	}
+	g.http10 = bytes.HasSuffix(l, []byte(" HTTP/1.0"))
+}
+
+// checkField rejects obs-fold, a missing colon and whitespace before the colon
+// (RFC 9112 §5.1, §5.2). It returns the problem code, or "".
+func checkField(l []byte) string {
+	if len(l) == 0 {
+		return codeBadField
+	}
+	if l[0] == ' ' || l[0] == '\t' {
+		return codeObsFold
+	}
+	colon := bytes.IndexByte(l, ':')
+	switch {
+	case colon < 0, colon == 0:
+		return codeBadField
+	case l[colon-1] == ' ' || l[colon-1] == '\t':
+		return codeFieldNameWS
+	}
+	return ""
+}
+
+// field records what a header field means for framing. Names are compared by length first so
+// most fields cost one switch.
+func (g *guardConn) field(l []byte) {
+	colon := bytes.IndexByte(l, ':')
+	name, value := l[:colon], trimOWS(l[colon+1:])
+	switch len(name) {
+	case 14:
+		if asciiEqualFold(name, "content-length") {
+			g.clCount++
+			g.cl = parseDigits(value)
+		}
+	case 17:
+		if asciiEqualFold(name, "transfer-encoding") {
+			g.teCount++
+			// Only exactly "chunked" is accepted: RFC 9112 §6.1 requires chunked as the final
+			// coding and net/http implements no other.
+			g.teChunked = asciiEqualFold(value, "chunked")
+		}
+	case 7:
+		if asciiEqualFold(name, "upgrade") && len(value) > 0 {
+			g.upgrade = true
+		}
+	case 10:
+		if asciiEqualFold(name, "connection") && hasToken(value, "upgrade") {
+			g.connUpg = true
+		}
+	}
+}
+
+// endHeader decides on a complete, line-checked header block.
+func (g *guardConn) endHeader() {
+	switch {
+	case g.pri && g.h2c:
+		// The HTTP/2 prior-knowledge preface: net/http takes over with its HTTP/2 server.
 		g.release(stPassthrough)
-	case teCount == 1:
+		return
+	case g.pri:
+		// h2c is off: net/http serves the preface as a "PRI *" request (the hygiene answers
+		// 505) and closes. What follows is HTTP/2 framing, never parsed as HTTP/1.
+		g.release(stHeader)
+		g.end = true
+		return
+	case g.clCount > 0 && g.teCount > 0:
+		g.reject(codeAmbiguous)
+		return
+	case g.clCount > 1:
+		g.reject(codeDuplicateCL) // even equal values: a list is one more parser difference
+		return
+	case g.clCount == 1 && g.cl < 0:
+		g.reject(codeBadCL)
+		return
+	case g.teCount > 1 || g.teCount == 1 && (!g.teChunked || g.http10):
+		g.reject(codeTE)
+		return
+	}
+	after := stHeader
+	if g.connect || g.upgrade && g.connUpg {
+		after = stUpgrade
+	}
+	g.after = after
+	switch {
+	case g.teCount == 1:
+		g.trailerLen = 0
 		g.release(stChunkSize)
-	case cl > 0:
-		g.remain = cl
+	case g.cl > 0:
+		g.remain = g.cl
 		g.release(stBody)
 	default:
-		g.release(stHeader)
+		g.release(after)
 	}
 }
 
+// release passes the held block and resets the per-block facts.
 func (g *guardConn) release(next parseState) {
-	g.out = append(g.out, g.hdr...)
-	g.hdr = g.hdr[:0]
+	if g.onRelease != nil {
+		g.onRelease(g.line)
+	}
+	g.out = append(g.out, g.line...)
+	g.line, g.cur = g.line[:0], 0
 	g.st = next
+	g.first, g.clCount, g.teCount, g.cl = true, 0, 0, -1
+	g.teChunked, g.upgrade, g.connUpg, g.connect, g.pri, g.http10 = false, false, false, false, false, false
 }
 
-// reject drops the held header block and substitutes the synthetic request.
-func (g *guardConn) reject(reason string) {
+func (g *guardConn) endBody() { g.st = g.after }
+
+// chunkLine checks a complete chunk-size line, the CRLF after chunk data, or a trailer line.
+func (g *guardConn) chunkLine() {
+	line := g.line
+	if !endsCRLF(line) || bytes.IndexByte(line[:len(line)-2], '\r') >= 0 {
+		g.badBody()
+		return
+	}
+	switch g.st {
+	case stChunkCRLF:
+		if len(line) != 2 {
+			g.badBody()
+			return
+		}
+		g.st = stChunkSize
+	case stChunkSize:
+		size, ok := parseChunkSize(line[:len(line)-2])
+		if !ok {
+			g.badBody()
+			return
+		}
+		if size == 0 {
+			g.st = stTrailer
+		} else {
+			g.remain, g.st = size, stChunkData
+		}
+	case stTrailer:
+		g.trailerLen += len(line)
+		if len(line) == 2 {
+			g.out = append(g.out, line...)
+			g.line = g.line[:0]
+			g.endBody()
+			return
+		}
+		if checkField(line[:len(line)-2]) != "" || g.trailerLen > g.maxHeader {
+			g.badBody()
+			return
+		}
+	}
+	g.out = append(g.out, line...)
+	g.line = g.line[:0]
+}
+
+// badBody ends the stream inside a malformed chunked body with bytes net/http's chunked reader
+// rejects at exactly this point, so the handler sees a body error rather than a cancelled context.
+func (g *guardConn) badBody() {
+	switch g.st {
+	case stChunkCRLF:
+		g.out = append(g.out, "xx"...) // not the CRLF net/http requires after chunk data
+	case stTrailer:
+		// A trailer line without a colon, followed by an empty line so net/http's header
+		// reader has no reason to read further.
+		g.out = append(g.out, "x\r\n\r\n"...)
+	default:
+		g.out = append(g.out, "x\r\n"...) // not a hex chunk size
+	}
+	g.line = g.line[:0]
+	g.reason = codeBadChunk
+	g.end = true
+}
+
+// reject drops the held block and substitutes the synthetic request, then EOF.
+func (g *guardConn) reject(code string) {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	g.nonce = hex.EncodeToString(b[:])
-	g.reason = reason
-	g.hdr = g.hdr[:0]
-	g.out = append(g.out, "GET /.limen-reject-"+g.nonce+" HTTP/1.1\r\nHost: limen\r\nConnection: close\r\n\r\n"...)
+	g.reason = code
+	g.line, g.cur = g.line[:0], 0
+	g.out = append(g.out, "GET "+rejectPathPrefix+g.nonce+" HTTP/1.1\r\nHost: limen\r\nConnection: close\r\n\r\n"...)
 	g.end = true
 }
 
-// cut ends the stream inside a malformed chunked body: the body read fails with an unexpected
-// EOF, which the proxy answers 400.
-func (g *guardConn) cut() {
-	g.end = true
-}
-
+// parseChunkSize reads chunk-size [BWS ";" chunk-ext] (RFC 9112 §7.1.1). Extensions are not
+// interpreted (net/http drops them too). At most 15 hex digits, so the size fits an int64.
 func parseChunkSize(b []byte) (int64, bool) {
-	if i := bytes.IndexByte(b, ';'); i >= 0 {
-		b = b[:i]
-	}
-	b = bytes.TrimRight(b, " \t")
-	if len(b) == 0 || len(b) > 15 {
-		return 0, false
-	}
 	var n int64
-	for _, c := range b {
+	i := 0
+	for ; i < len(b); i++ {
+		c := b[i]
 		var v byte
 		switch {
 		case c >= '0' && c <= '9':
@@ -378,11 +605,64 @@ func parseChunkSize(b []byte) (int64, bool) {
 		case c >= 'A' && c <= 'F':
 			v = c - 'A' + 10
 		default:
+			goto rest
+		}
+		if i == 15 {
 			return 0, false
 		}
 		n = n<<4 | int64(v)
 	}
+rest:
+	if i == 0 {
+		return 0, false
+	}
+	for ; i < len(b) && (b[i] == ' ' || b[i] == '\t'); i++ {
+	}
+	if i < len(b) && b[i] != ';' {
+		return 0, false
+	}
 	return n, true
+}
+
+// parseDigits parses a Content-Length value: 1*DIGIT only (no sign, no list), or -1.
+func parseDigits(b []byte) int64 {
+	if len(b) == 0 || len(b) > 18 {
+		return -1
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return -1
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n
+}
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// hasToken reports whether the comma-separated list v contains tok (case-insensitive).
+func hasToken(v []byte, tok string) bool {
+	for len(v) > 0 {
+		var item []byte
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			item, v = v[:i], v[i+1:]
+		} else {
+			item, v = v, nil
+		}
+		if asciiEqualFold(trimOWS(item), tok) {
+			return true
+		}
+	}
+	return false
 }
 
 func asciiEqualFold(b []byte, s string) bool {

@@ -1,119 +1,233 @@
 package server
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
+	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// guardListener wraps cleartext connections in the framing guard. h2c prior knowledge passes
-// through it (the guard recognizes the preface).
-type guardListener struct {
-	net.Listener
-	maxHeader func() int
+// runSpec is a ListenerSpec with what is derived from it once per Apply rather than per request.
+type runSpec struct {
+	ListenerSpec
+	tlsConf   *tls.Config     // nil for cleartext
+	strip     []string        // canonical StripHeaders
+	stripNorm map[string]bool // StripHeaders lowercased with '-' for '_' spellings
 }
 
-func (l *guardListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+func prepare(spec ListenerSpec) (*runSpec, error) {
+	rs := &runSpec{ListenerSpec: spec, stripNorm: map[string]bool{}}
+	if !spec.HTTP1 && !spec.H2 && !spec.H2C {
+		rs.HTTP1 = true
 	}
-	return newGuardConn(c, l.maxHeader()), nil
-}
-
-// tlsListener terminates TLS itself so HTTP/1 over TLS can go through the framing guard too:
-// net/http only parses HTTP/2 on a *tls.Conn, so a connection that negotiated h2 is handed over
-// as is, and an HTTP/1 one as a guarded plaintext stream carrying its TLS state (the hygiene
-// handler restores r.TLS from it). Handshakes run off the accept loop so a slow client cannot
-// stall other connections.
-type tlsListener struct {
-	inner     net.Listener
-	config    func() *tls.Config
-	maxHeader func() int
-	timeout   time.Duration
-
-	conns  chan net.Conn
-	done   chan struct{}
-	once   sync.Once
-	errMu  sync.Mutex
-	err    error
-	active sync.WaitGroup
-}
-
-func newTLSListener(inner net.Listener, config func() *tls.Config, maxHeader func() int) *tlsListener {
-	l := &tlsListener{inner: inner, config: config, maxHeader: maxHeader, timeout: 10 * time.Second,
-		conns: make(chan net.Conn), done: make(chan struct{})}
-	go l.loop()
-	return l
-}
-
-func (l *tlsListener) loop() {
-	for {
-		c, err := l.inner.Accept()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(5 * time.Millisecond)
-				continue
-			}
-			l.errMu.Lock()
-			l.err = err
-			l.errMu.Unlock()
-			l.Close()
-			return
+	if spec.TLS != nil {
+		if len(spec.TLS.Certificates) == 0 {
+			return nil, errors.New("tls needs at least one certificate")
 		}
-		l.active.Add(1)
-		go l.handshake(c)
+		cfg := &tls.Config{Certificates: spec.TLS.Certificates, MinVersion: spec.TLS.MinVersion}
+		if cfg.MinVersion == 0 {
+			cfg.MinVersion = tls.VersionTLS12
+		}
+		if rs.H2 {
+			cfg.NextProtos = append(cfg.NextProtos, "h2")
+		}
+		if rs.HTTP1 {
+			cfg.NextProtos = append(cfg.NextProtos, "http/1.1")
+		}
+		rs.tlsConf = cfg
+	}
+	for _, h := range spec.Hygiene.StripHeaders {
+		rs.strip = append(rs.strip, http.CanonicalHeaderKey(h))
+		rs.stripNorm[underscoreKey(h)] = true
+	}
+	return rs, nil
+}
+
+func (rs *runSpec) serverKey() serverKey {
+	return serverKey{
+		http1: rs.HTTP1, h2: rs.H2 && rs.TLS != nil, h2c: rs.H2C && rs.TLS == nil, tls: rs.TLS != nil,
+		readHeader: rs.ReadHeaderTimeout, idle: rs.IdleTimeout, maxHeader: rs.MaxHeaderBytes,
 	}
 }
 
-func (l *tlsListener) handshake(c net.Conn) {
-	defer l.active.Done()
-	tc := tls.Server(c, l.config())
-	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
-	err := tc.HandshakeContext(ctx)
-	cancel()
-	if err != nil {
-		_ = c.Close()
+func (rs *runSpec) handshakeTimeout() time.Duration {
+	if rs.ReadHeaderTimeout > 0 {
+		return rs.ReadHeaderTimeout
+	}
+	return defaultHandshakeTimeout
+}
+
+// socket is one bound address. Its accept loop terminates TLS, wraps HTTP/1 connections in the
+// framing guard and hands them to the current generation's http.Server.
+type socket struct {
+	s       *Server
+	ln      net.Listener
+	spec    atomic.Pointer[runSpec]
+	gen     atomic.Pointer[generation]
+	tlsBase *tls.Config // asks spec for the current config on every ClientHello
+
+	closed    chan struct{}
+	closeOnce sync.Once
+	pendMu    sync.Mutex
+	pending   map[net.Conn]struct{} // connections in their TLS handshake
+}
+
+func newSocket(s *Server, ln net.Listener) *socket {
+	sk := &socket{s: s, ln: ln, closed: make(chan struct{}), pending: map[net.Conn]struct{}{}}
+	// Certificates swap in place on reload: each handshake reads the current spec.
+	sk.tlsBase = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		if rs := sk.spec.Load(); rs.tlsConf != nil {
+			return rs.tlsConf, nil
+		}
+		return nil, errors.New("listener no longer terminates TLS")
+	}}
+	return sk
+}
+
+// update installs rs; a change of server-level settings starts a new generation and drains the
+// previous one. Called with s.mu held.
+func (sk *socket) update(rs *runSpec) {
+	sk.spec.Store(rs)
+	cur := sk.gen.Load()
+	if cur != nil && cur.key == rs.serverKey() {
 		return
 	}
-	var out net.Conn = tc
-	if state := tc.ConnectionState(); state.NegotiatedProtocol != "h2" {
-		g := newGuardConn(tc, l.maxHeader())
-		g.tls = &state
-		out = g
-	}
-	select {
-	case l.conns <- out:
-	case <-l.done:
-		_ = out.Close()
+	sk.gen.Store(sk.s.newGeneration(sk, rs))
+	if cur != nil {
+		sk.s.drain(cur)
 	}
 }
 
-func (l *tlsListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		l.errMu.Lock()
-		defer l.errMu.Unlock()
-		if l.err != nil {
-			return nil, l.err
+// close stops accepting, aborts handshakes in progress and drains the current generation.
+func (sk *socket) close() {
+	sk.closeOnce.Do(func() {
+		close(sk.closed)
+		_ = sk.ln.Close()
+		sk.pendMu.Lock()
+		for c := range sk.pending {
+			_ = c.Close()
 		}
-		return nil, net.ErrClosed
+		sk.pendMu.Unlock()
+		if g := sk.gen.Load(); g != nil {
+			sk.s.drain(g)
+		}
+	})
+}
+
+func (sk *socket) acceptLoop() {
+	defer sk.s.loops.Done()
+	var delay time.Duration
+	for {
+		c, err := sk.ln.Accept()
+		if err != nil {
+			select {
+			case <-sk.closed:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off as net/http does, never spin.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			sk.s.log.Warn("accept failed", "addr", sk.ln.Addr().String(), "err", err, "retry_in", delay)
+			select {
+			case <-time.After(delay):
+			case <-sk.closed:
+				return
+			}
+			continue
+		}
+		delay = 0
+		rs := sk.spec.Load()
+		if rs.tlsConf == nil {
+			sk.deliver(newGuardConn(c, rs.MaxHeaderBytes, rs.H2C))
+			continue
+		}
+		if !sk.track(c) {
+			_ = c.Close()
+			return
+		}
+		sk.s.loops.Add(1)
+		go sk.handshake(c, rs)
 	}
 }
 
-func (l *tlsListener) Close() error {
-	var err error
-	l.once.Do(func() {
-		close(l.done)
-		err = l.inner.Close()
-	})
-	return err
+func (sk *socket) track(c net.Conn) bool {
+	sk.pendMu.Lock()
+	defer sk.pendMu.Unlock()
+	select {
+	case <-sk.closed:
+		return false
+	default:
+	}
+	sk.pending[c] = struct{}{}
+	return true
 }
 
-func (l *tlsListener) Addr() net.Addr { return l.inner.Addr() }
+func (sk *socket) untrack(c net.Conn) {
+	sk.pendMu.Lock()
+	delete(sk.pending, c)
+	sk.pendMu.Unlock()
+}
+
+// handshake terminates TLS off the accept loop, so a slow client cannot stall other
+// connections. An h2 connection goes to net/http as the *tls.Conn; HTTP/1 goes through the guard.
+func (sk *socket) handshake(c net.Conn, rs *runSpec) {
+	defer sk.s.loops.Done()
+	_ = c.SetDeadline(time.Now().Add(rs.handshakeTimeout()))
+	tc := tls.Server(c, sk.tlsBase)
+	err := tc.Handshake()
+	sk.untrack(c)
+	if err != nil {
+		var re tls.RecordHeaderError
+		if errors.As(err, &re) && re.Conn != nil && looksLikeHTTP(re.RecordHeader) {
+			_, _ = io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+		}
+		_ = c.Close()
+		sk.s.log.Debug("tls handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+		return
+	}
+	_ = c.SetDeadline(time.Time{})
+	state := tc.ConnectionState()
+	if state.NegotiatedProtocol == "h2" {
+		sk.deliver(tc)
+		return
+	}
+	sk.deliver(&tlsGuardConn{guardConn: newGuardConn(tc, rs.MaxHeaderBytes, false), state: state})
+}
+
+func looksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO":
+		return true
+	}
+	return false
+}
+
+// deliver hands c to the current generation. A generation retired meanwhile passes it on to its
+// successor; with none (the socket is closing) the connection is closed.
+func (sk *socket) deliver(c net.Conn) {
+	for {
+		g := sk.gen.Load()
+		select {
+		case g.conns <- c:
+			return
+		case <-g.done:
+			if sk.gen.Load() == g {
+				_ = c.Close()
+				return
+			}
+		}
+	}
+}
+
+// underscoreKey folds a header name for the underscore comparison: lowercase, '_' as '-'.
+func underscoreKey(name string) string {
+	return strings.ReplaceAll(strings.ToLower(name), "_", "-")
+}
