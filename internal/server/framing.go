@@ -332,6 +332,12 @@ func (g *guardConn) feed(data []byte) {
 			data = data[n:]
 			g.consumedDirect(n)
 		case stHeader:
+			if len(g.line) == 0 {
+				// Fast path: the block's lines are checked where they are; a block that is
+				// complete within data is passed without being copied to the hold buffer.
+				data = g.headerInPlace(data)
+				continue
+			}
 			i := bytes.IndexByte(data, '\n')
 			if i < 0 {
 				g.line = append(g.line, data...)
@@ -342,9 +348,14 @@ func (g *guardConn) feed(data []byte) {
 			}
 			g.line = append(g.line, data[:i+1]...)
 			data = data[i+1:]
-			start := g.cur
-			g.cur = len(g.line)
-			g.headerLine(start)
+			switch g.headerLine(g.line[g.cur:], len(g.line)) {
+			case lineSkip:
+				g.line, g.cur = g.line[:0], 0
+			case lineEnd:
+				g.endHeader(g.line)
+			case lineMore:
+				g.cur = len(g.line)
+			}
 		default: // chunk-size line, CRLF after chunk data, trailer field
 			i := bytes.IndexByte(data, '\n')
 			if i < 0 {
@@ -361,41 +372,78 @@ func (g *guardConn) feed(data []byte) {
 	}
 }
 
-// headerLine checks the line of the held header block that starts at g.line[start:].
-func (g *guardConn) headerLine(start int) {
-	line := g.line[start:]
+// headerInPlace checks the header lines complete in data without copying them. It passes a
+// block that ends within data, holds an incomplete one (its complete lines already checked) and
+// returns the bytes after what it consumed.
+func (g *guardConn) headerInPlace(data []byte) []byte {
+	start, pos := 0, 0
+	for {
+		i := bytes.IndexByte(data[pos:], '\n')
+		if i < 0 {
+			break
+		}
+		line := data[pos : pos+i+1]
+		pos += i + 1
+		switch g.headerLine(line, pos-start) {
+		case lineSkip:
+			start = pos
+		case lineEnd:
+			g.endHeader(data[start:pos])
+			return data[pos:]
+		case lineReject:
+			return nil
+		}
+	}
+	g.line = append(g.line, data[start:]...)
+	g.cur = pos - start
 	if len(g.line) > g.maxHeader {
 		g.reject(codeHeaderTooBig)
-		return
 	}
+	return nil
+}
+
+type lineVerdict uint8
+
+const (
+	lineMore   lineVerdict = iota // a good line; the block goes on
+	lineSkip                      // an empty line before the request line: dropped
+	lineEnd                       // the empty line that ends the block
+	lineReject                    // the block was rejected
+)
+
+// headerLine checks one complete line of a header block; blockLen is the block's size so far.
+func (g *guardConn) headerLine(line []byte, blockLen int) lineVerdict {
+	if blockLen > g.maxHeader {
+		g.reject(codeHeaderTooBig)
+		return lineReject
+	}
+	empty := len(line) == 2 && line[0] == '\r'
 	if g.first {
-		if len(line) == 2 && line[0] == '\r' {
+		if empty {
 			// RFC 9112 §2.2: a server SHOULD ignore at least one empty line before a request
 			// (clients send one after a POST body). Dropped, never passed.
-			g.line, g.cur = g.line[:0], 0
-			return
+			return lineSkip
 		}
 		if !endsCRLF(line) {
 			g.reject(codeBareLF)
-			return
+			return lineReject
 		}
 		g.first = false
 		g.requestLine(line[:len(line)-2])
-		return
+		return lineMore
 	}
-	if len(line) == 2 && line[0] == '\r' {
-		g.endHeader()
-		return
+	if empty {
+		return lineEnd
 	}
 	if !endsCRLF(line) {
 		g.reject(codeBareLF)
-		return
+		return lineReject
 	}
-	if code := checkField(line[:len(line)-2]); code != "" {
+	if code := g.field(line[:len(line)-2]); code != "" {
 		g.reject(code)
-		return
+		return lineReject
 	}
-	g.field(line[:len(line)-2])
+	return lineMore
 }
 
 func endsCRLF(line []byte) bool {
@@ -413,9 +461,16 @@ func (g *guardConn) requestLine(l []byte) {
 	g.http10 = bytes.HasSuffix(l, []byte(" HTTP/1.0"))
 }
 
-// checkField rejects obs-fold, a missing colon and whitespace before the colon
-// (RFC 9112 §5.1, §5.2). It returns the problem code, or "".
-func checkField(l []byte) string {
+// checkTrailer reports a malformed trailer field line (the header field rules).
+func checkTrailer(l []byte) bool {
+	colon := bytes.IndexByte(l, ':')
+	return len(l) == 0 || l[0] == ' ' || l[0] == '\t' || colon <= 0 || l[colon-1] == ' ' || l[colon-1] == '\t'
+}
+
+// field checks a header field line (RFC 9112 §5.1, §5.2: no obs-fold, a colon, no whitespace
+// before it) and records what it means for framing. Names are compared by length first so most
+// fields cost one switch. It returns a problem code, or "".
+func (g *guardConn) field(l []byte) string {
 	if len(l) == 0 {
 		return codeBadField
 	}
@@ -424,54 +479,48 @@ func checkField(l []byte) string {
 	}
 	colon := bytes.IndexByte(l, ':')
 	switch {
-	case colon < 0, colon == 0:
+	case colon <= 0:
 		return codeBadField
 	case l[colon-1] == ' ' || l[colon-1] == '\t':
 		return codeFieldNameWS
 	}
-	return ""
-}
-
-// field records what a header field means for framing. Names are compared by length first so
-// most fields cost one switch.
-func (g *guardConn) field(l []byte) {
-	colon := bytes.IndexByte(l, ':')
-	name, value := l[:colon], trimOWS(l[colon+1:])
+	name := l[:colon]
 	switch len(name) {
 	case 14:
 		if asciiEqualFold(name, "content-length") {
 			g.clCount++
-			g.cl = parseDigits(value)
+			g.cl = parseDigits(trimOWS(l[colon+1:]))
 		}
 	case 17:
 		if asciiEqualFold(name, "transfer-encoding") {
 			g.teCount++
 			// Only exactly "chunked" is accepted: RFC 9112 §6.1 requires chunked as the final
 			// coding and net/http implements no other.
-			g.teChunked = asciiEqualFold(value, "chunked")
+			g.teChunked = asciiEqualFold(trimOWS(l[colon+1:]), "chunked")
 		}
 	case 7:
-		if asciiEqualFold(name, "upgrade") && len(value) > 0 {
+		if asciiEqualFold(name, "upgrade") && len(trimOWS(l[colon+1:])) > 0 {
 			g.upgrade = true
 		}
 	case 10:
-		if asciiEqualFold(name, "connection") && hasToken(value, "upgrade") {
+		if asciiEqualFold(name, "connection") && hasToken(trimOWS(l[colon+1:]), "upgrade") {
 			g.connUpg = true
 		}
 	}
+	return ""
 }
 
 // endHeader decides on a complete, line-checked header block.
-func (g *guardConn) endHeader() {
+func (g *guardConn) endHeader(block []byte) {
 	switch {
 	case g.pri && g.h2c:
 		// The HTTP/2 prior-knowledge preface: net/http takes over with its HTTP/2 server.
-		g.release(stPassthrough)
+		g.release(block, stPassthrough)
 		return
 	case g.pri:
 		// h2c is off: net/http serves the preface as a "PRI *" request (the hygiene answers
 		// 505) and closes. What follows is HTTP/2 framing, never parsed as HTTP/1.
-		g.release(stHeader)
+		g.release(block, stHeader)
 		g.end = true
 		return
 	case g.clCount > 0 && g.teCount > 0:
@@ -495,21 +544,22 @@ func (g *guardConn) endHeader() {
 	switch {
 	case g.teCount == 1:
 		g.trailerLen = 0
-		g.release(stChunkSize)
+		g.release(block, stChunkSize)
 	case g.cl > 0:
 		g.remain = g.cl
-		g.release(stBody)
+		g.release(block, stBody)
 	default:
-		g.release(after)
+		g.release(block, after)
 	}
 }
 
-// release passes the held block and resets the per-block facts.
-func (g *guardConn) release(next parseState) {
+// release passes a checked block (held in g.line, or still in the read buffer) and resets the
+// per-block facts.
+func (g *guardConn) release(block []byte, next parseState) {
 	if g.onRelease != nil {
-		g.onRelease(g.line)
+		g.onRelease(block)
 	}
-	g.out = append(g.out, g.line...)
+	g.out = append(g.out, block...)
 	g.line, g.cur = g.line[:0], 0
 	g.st = next
 	g.first, g.clCount, g.teCount, g.cl = true, 0, 0, -1
@@ -551,7 +601,7 @@ func (g *guardConn) chunkLine() {
 			g.endBody()
 			return
 		}
-		if checkField(line[:len(line)-2]) != "" || g.trailerLen > g.maxHeader {
+		if checkTrailer(line[:len(line)-2]) || g.trailerLen > g.maxHeader {
 			g.badBody()
 			return
 		}
