@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 )
 
@@ -39,8 +40,9 @@ import (
 // therefore not carry an unchecked request.
 type guardConn struct {
 	net.Conn
-	h2c       bool // pass the HTTP/2 prior-knowledge preface through (listener has h2c)
-	maxHeader int  // largest header block (or trailer section) the guard holds
+	h2c       bool       // pass the HTTP/2 prior-knowledge preface through (listener has h2c)
+	peer      netip.Addr // the TCP peer, parsed once for the hygiene of every request
+	maxHeader int        // largest header block (or trailer section) the guard holds
 
 	mu     sync.Mutex // Read runs on net/http's goroutines; the handler and ConnState read state
 	st     parseState
@@ -120,7 +122,13 @@ func newGuardConn(c net.Conn, maxHeaderBytes int, h2c bool) *guardConn {
 		// net/http allows MaxHeaderBytes plus 4096 bytes of slack for the request line.
 		limit = maxHeaderBytes + 4096
 	}
-	return &guardConn{Conn: c, maxHeader: limit, h2c: h2c, first: true, cl: -1}
+	g := &guardConn{Conn: c, maxHeader: limit, h2c: h2c, first: true, cl: -1}
+	if c != nil {
+		if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+			g.peer = a.AddrPort().Addr().Unmap()
+		}
+	}
+	return g
 }
 
 // tlsGuardConn is a guarded HTTP/1 connection over TLS. net/http fills Request.TLS from

@@ -76,7 +76,7 @@ func (s *Server) handler(sk *socket) http.Handler {
 		if rs.Handler != nil {
 			s.serveRaw(rs.Handler, &st.w, r)
 		} else {
-			s.serveHygienic(rs, st, r)
+			s.serveHygienic(rs, st, r, g)
 		}
 		if st.w.hijacked || g != nil && g.wasHijacked() {
 			// An upgraded connection's goroutines may still hold the Exchange: leave it to GC.
@@ -93,7 +93,7 @@ func (s *Server) serveRaw(h http.Handler, w *watchWriter, r *http.Request) {
 	h.ServeHTTP(w, r)
 }
 
-func (s *Server) serveHygienic(rs *runSpec, st *reqState, r *http.Request) {
+func (s *Server) serveHygienic(rs *runSpec, st *reqState, r *http.Request, g *guardConn) {
 	w := &st.w
 	h := &rs.Hygiene
 	switch {
@@ -131,7 +131,12 @@ func (s *Server) serveHygienic(rs *runSpec, st *reqState, r *http.Request) {
 	}
 	r.URL.Host = host
 
-	peer := peerAddr(r.RemoteAddr)
+	var peer netip.Addr
+	if g != nil {
+		peer = g.peer // parsed once per connection
+	} else {
+		peer = peerAddr(r.RemoteAddr)
+	}
 	trusted := h.Trusted.Contains(peer)
 	stripHeaders(r.Header, rs, trusted)
 	stripH2CUpgrade(r.Header)
@@ -203,7 +208,8 @@ func requestPath(uri string) (string, bool) {
 // identity headers always, including their underscore spellings.
 func stripHeaders(hdr http.Header, rs *runSpec, trusted bool) {
 	for k := range hdr {
-		if !trusted && forwardingHeaders[k] {
+		// Every forwarding header starts with one of these: most names skip the lookup.
+		if len(k) > 0 && !trusted && (k[0] == 'X' || k[0] == 'F' || k[0] == 'T' || k[0] == 'C') && forwardingHeaders[k] {
 			delete(hdr, k)
 			continue
 		}
