@@ -1,15 +1,19 @@
 package server
 
 import (
+	"bufio"
 	"crypto/tls"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/limen-gateway/limen/internal/httpx"
 )
 
 // runSpec is a ListenerSpec with what is derived from it once per Apply rather than per request.
@@ -74,7 +78,7 @@ type socket struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 	pendMu    sync.Mutex
-	pending   map[net.Conn]struct{} // connections in their TLS handshake
+	pending   map[net.Conn]struct{} // connections in their TLS handshake or PROXY header
 }
 
 func newSocket(s *Server, ln net.Listener) *socket {
@@ -145,7 +149,7 @@ func (sk *socket) acceptLoop() {
 		}
 		delay = 0
 		rs := sk.spec.Load()
-		if rs.tlsConf == nil {
+		if rs.tlsConf == nil && rs.Hygiene.ClientIP != httpx.SourceProxyProtocol {
 			sk.deliver(newGuardConn(c, rs.MaxHeaderBytes, rs.H2C))
 			continue
 		}
@@ -154,7 +158,7 @@ func (sk *socket) acceptLoop() {
 			return
 		}
 		sk.s.loops.Add(1)
-		go sk.handshake(c, rs)
+		go sk.prepare(c, rs)
 	}
 }
 
@@ -176,30 +180,70 @@ func (sk *socket) untrack(c net.Conn) {
 	sk.pendMu.Unlock()
 }
 
-// handshake terminates TLS off the accept loop, so a slow client cannot stall other
-// connections. An h2 connection goes to net/http as the *tls.Conn; HTTP/1 goes through the guard.
-func (sk *socket) handshake(c net.Conn, rs *runSpec) {
+// prepare reads the PROXY header and terminates TLS off the accept loop, so a slow client cannot
+// stall other connections; both are bounded by the handshake timeout. An h2 connection goes to
+// net/http as the *tls.Conn; HTTP/1 goes through the guard.
+func (sk *socket) prepare(raw net.Conn, rs *runSpec) {
 	defer sk.s.loops.Done()
-	_ = c.SetDeadline(time.Now().Add(rs.handshakeTimeout()))
+	_ = raw.SetDeadline(time.Now().Add(rs.handshakeTimeout()))
+	c := raw
+	if rs.Hygiene.ClientIP == httpx.SourceProxyProtocol {
+		pc, err := readProxied(raw, rs.Hygiene.Trusted)
+		if err != nil {
+			sk.untrack(raw)
+			_ = raw.Close()
+			sk.s.log.Debug("proxy protocol header refused", "remote", raw.RemoteAddr().String(), "err", err)
+			return
+		}
+		c = pc
+	}
+	if rs.tlsConf == nil {
+		sk.untrack(raw)
+		_ = raw.SetDeadline(time.Time{})
+		sk.deliver(newGuardConn(c, rs.MaxHeaderBytes, rs.H2C))
+		return
+	}
 	tc := tls.Server(c, sk.tlsBase)
 	err := tc.Handshake()
-	sk.untrack(c)
+	sk.untrack(raw)
 	if err != nil {
 		var re tls.RecordHeaderError
 		if errors.As(err, &re) && re.Conn != nil && looksLikeHTTP(re.RecordHeader) {
 			_, _ = io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
 		}
-		_ = c.Close()
+		_ = raw.Close()
 		sk.s.log.Debug("tls handshake failed", "remote", c.RemoteAddr().String(), "err", err)
 		return
 	}
-	_ = c.SetDeadline(time.Time{})
+	_ = raw.SetDeadline(time.Time{})
 	state := tc.ConnectionState()
 	if state.NegotiatedProtocol == "h2" {
 		sk.deliver(tc)
 		return
 	}
 	sk.deliver(&tlsGuardConn{guardConn: newGuardConn(tc, rs.MaxHeaderBytes, false), state: state})
+}
+
+// readProxied reads the PROXY header a trusted load balancer sends first. Only trusted peers
+// may speak it: anyone else could claim any client address.
+func readProxied(c net.Conn, trusted *httpx.Trusted) (net.Conn, error) {
+	peer := netip.Addr{}
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		peer = a.AddrPort().Addr().Unmap()
+	}
+	if !trusted.Contains(peer) {
+		return nil, errors.New("peer is not a trusted proxy")
+	}
+	br := bufio.NewReaderSize(c, 512)
+	src, ok, err := readProxyHeader(br)
+	if err != nil {
+		return nil, err
+	}
+	remote := c.RemoteAddr()
+	if ok {
+		remote = net.TCPAddrFromAddrPort(src)
+	}
+	return &proxiedConn{Conn: c, br: br, remote: remote}, nil
 }
 
 func looksLikeHTTP(hdr [5]byte) bool {

@@ -38,6 +38,14 @@
 // the framing guard too: a connection that negotiated h2 is handed to net/http as the *tls.Conn
 // (HTTP/2 framing is length-prefixed, and net/http only runs HTTP/2 on a *tls.Conn); any other
 // is wrapped in the guard, which exposes ConnectionState so net/http still fills Request.TLS.
+//
+// # PROXY protocol
+//
+// With Hygiene.ClientIP set to httpx.SourceProxyProtocol every connection must start with a
+// PROXY header (v1 or v2) and come from a Hygiene.Trusted peer; anything else is closed. The
+// header's source becomes the connection's RemoteAddr, so r.RemoteAddr, the client IP and the
+// trust decision for forwarding headers all use the real client. (A private reader stands in
+// for internal/proxyproto until that package exists.)
 package server
 
 import (
