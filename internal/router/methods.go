@@ -1,15 +1,29 @@
 package router
 
-import "sort"
+import (
+	"slices"
+	"strings"
+)
 
-// methodSet is a small set of method names: a bit per standard method, a slice for the rest.
+// methodSet is a set of method names: a bit per standard method, a slice for the rest.
 type methodSet struct {
 	bits  uint16
-	other []string
+	other []string // sorted
 }
 
-var standardMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
+// standardMethods are the RFC 9110 and RFC 5789 methods, which get a bit each.
+var standardMethods = [...]string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
 
+const (
+	// explicitOnly are CONNECT and TRACE: a route without methods does not accept them, because
+	// a tunnel or a reflected request is never what a catch-all route means.
+	explicitOnly = 1<<7 | 1<<8
+	// anyBits is what a route without methods accepts among the standard methods.
+	anyBits = (1<<len(standardMethods) - 1) &^ explicitOnly
+)
+
+// methodBit returns the bit of a standard method, or 0. A switch on the string compiles to a
+// length dispatch and one comparison, cheaper than a map lookup.
 func methodBit(m string) uint16 {
 	switch m {
 	case "GET":
@@ -34,30 +48,21 @@ func methodBit(m string) uint16 {
 	return 0
 }
 
-const explicitOnly = 1<<7 | 1<<8 // CONNECT and TRACE match only routes that list them
-
 func (s *methodSet) add(m string) {
 	if b := methodBit(m); b != 0 {
 		s.bits |= b
 		return
 	}
-	for _, o := range s.other {
-		if o == m {
-			return
-		}
+	if i, found := slices.BinarySearch(s.other, m); !found {
+		s.other = slices.Insert(s.other, i, m)
 	}
-	s.other = append(s.other, m)
 }
 
-func (e *entry) methodAllowed(m string) bool {
-	b := methodBit(m)
-	if e.anyMethod {
-		return b&explicitOnly == 0
+func (s *methodSet) has(m string, bit uint16) bool {
+	if bit != 0 {
+		return s.bits&bit != 0
 	}
-	if b != 0 {
-		return e.methods.bits&b != 0
-	}
-	for _, o := range e.methods.other {
+	for _, o := range s.other {
 		if o == m {
 			return true
 		}
@@ -65,34 +70,53 @@ func (e *entry) methodAllowed(m string) bool {
 	return false
 }
 
-// overlaps reports whether two routes' method sets make them indistinguishable: both without
-// methods, or both listing a shared method. A route with methods and one without are ordered by
-// precedence rule 4, so they never conflict.
-func (s methodSet) overlaps(o methodSet, anyS, anyO bool) bool {
-	if anyS || anyO {
-		return anyS && anyO
-	}
-	if s.bits&o.bits != 0 {
-		return true
-	}
-	for _, a := range s.other {
-		for _, b := range o.other {
-			if a == b {
-				return true
-			}
-		}
-	}
-	return false
+func (s methodSet) equal(o methodSet) bool {
+	return s.bits == o.bits && slices.Equal(s.other, o.other)
 }
 
+// intersect returns the methods in both sets.
+func (s methodSet) intersect(o methodSet) methodSet {
+	out := methodSet{bits: s.bits & o.bits}
+	for _, m := range s.other {
+		if _, found := slices.BinarySearch(o.other, m); found {
+			out.other = append(out.other, m)
+		}
+	}
+	return out
+}
+
+func (s methodSet) empty() bool { return s.bits == 0 && len(s.other) == 0 }
+
+// list returns the methods sorted, as an Allow header lists them.
 func (s methodSet) list() []string {
-	var out []string
-	for _, m := range standardMethods {
-		if s.bits&methodBit(m) != 0 {
+	out := make([]string, 0, len(standardMethods)+len(s.other))
+	for i, m := range standardMethods {
+		if s.bits&(1<<i) != 0 {
 			out = append(out, m)
 		}
 	}
 	out = append(out, s.other...)
-	sort.Strings(out)
+	slices.Sort(out)
 	return out
+}
+
+func (s methodSet) String() string { return strings.Join(s.list(), ", ") }
+
+// validMethod reports whether m is an RFC 9110 token without lowercase letters: methods are
+// case-sensitive (section 9.1), so "get" would never match a GET request.
+func validMethod(m string) bool {
+	if m == "" {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		if !isTokenChar(m[i]) || m[i] >= 'a' && m[i] <= 'z' {
+			return false
+		}
+	}
+	return true
+}
+
+func isTokenChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
