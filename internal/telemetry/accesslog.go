@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -15,32 +18,51 @@ import (
 
 // Entry is one access log line.
 type Entry struct {
-	Time                       time.Time
-	Method, Host, Path, Proto  string
-	Route, Upstream, Target    string
-	Attempts, Status           int
-	BytesIn, BytesOut          int64
+	Time time.Time
+	// Method is the request method as the client sent it (escaped, never trusted).
+	Method string
+	Host   string
+	// Path is the request path without the query, which may carry credentials. AppendJSON cuts
+	// anything from a '?' on, whoever filled the entry.
+	Path  string
+	Proto string
+	// Route is the matched route; Upstream and Target name the last attempt's pool and target.
+	Route, Upstream, Target string
+	Attempts                int
+	Status                  int
+	BytesIn, BytesOut       int64
+	// Duration is the whole request; UpstreamDuration the time spent waiting for the upstream.
+	// The line also carries their difference, the time spent in the gateway.
 	Duration, UpstreamDuration time.Duration
-	RequestID, ClientIP        string
-	Principal, DeniedBy        string
-	ErrorCode, UserAgent       string
+	RequestID                  string
+	// ClientIP is an address, not a string, so building an entry allocates nothing.
+	ClientIP netip.Addr
+	// Principal is the authenticated caller's id, when one is known.
+	Principal string
+	// DeniedBy and ErrorCode name the policy and code that refused the request, when one did.
+	DeniedBy, ErrorCode string
+	UserAgent           string
 }
 
-// EntryFrom builds the entry for a finished request. The path never includes the query: it may
-// carry credentials.
+// EntryFrom builds the entry for a finished request from its Exchange (nil is allowed). The path
+// is the escaped form the router matched, never with the query. BytesIn is the body bytes the
+// server counted, or the declared Content-Length when nothing counted them.
 func EntryFrom(ex *policy.Exchange, r *http.Request, status int, bytesOut int64, now time.Time) Entry {
+	if ex == nil {
+		ex = &policy.Exchange{}
+	}
 	e := Entry{
-		Time: now, Method: r.Method, Host: r.Host, Path: r.URL.Path, Proto: r.Proto,
+		Time: now, Method: r.Method, Host: r.Host, Path: escapedPath(r), Proto: r.Proto,
 		Route: ex.Route, Upstream: ex.Upstream, Target: ex.Target, Attempts: ex.Attempts,
-		Status: status, BytesIn: r.ContentLength, BytesOut: bytesOut,
-		Duration: now.Sub(ex.Start), UpstreamDuration: ex.UpstreamTime,
-		RequestID: ex.RequestID, DeniedBy: ex.DeniedBy, ErrorCode: ex.ErrorCode, UserAgent: r.UserAgent(),
+		Status: status, BytesIn: ex.BytesIn, BytesOut: bytesOut, UpstreamDuration: ex.UpstreamTime,
+		RequestID: ex.RequestID, ClientIP: ex.ClientIP, DeniedBy: ex.DeniedBy, ErrorCode: ex.ErrorCode,
+		UserAgent: r.UserAgent(),
 	}
-	if e.BytesIn < 0 {
-		e.BytesIn = 0
+	if e.BytesIn == 0 && r.ContentLength > 0 {
+		e.BytesIn = r.ContentLength
 	}
-	if ex.ClientIP.IsValid() {
-		e.ClientIP = ex.ClientIP.String()
+	if !ex.Start.IsZero() {
+		e.Duration = now.Sub(ex.Start)
 	}
 	if ex.Principal != nil {
 		e.Principal = ex.Principal.ID
@@ -48,24 +70,46 @@ func EntryFrom(ex *policy.Exchange, r *http.Request, status int, bytesOut int64,
 	return e
 }
 
-// AccessLog writes entries as JSON lines from one goroutine. When the writer falls behind, lines
-// are dropped and counted (limen_access_log_dropped_total): a slow disk never slows requests.
-type AccessLog struct {
-	w      io.Writer
-	closer io.Closer
-	lines  chan *[]byte
-	done   chan struct{}
+// escapedPath returns the path the router matched: the server stores its normalized escaped
+// form in RawPath; otherwise EscapedPath re-escapes Path, allocating only when it must.
+func escapedPath(r *http.Request) string {
+	if r.URL == nil {
+		return ""
+	}
+	if r.URL.RawPath != "" {
+		return r.URL.RawPath
+	}
+	return r.URL.EscapedPath()
+}
 
-	mu     sync.RWMutex
-	closed bool
+// AccessLog writes entries as JSON lines from one goroutine. Log encodes into a pooled buffer and
+// hands it over a bounded channel; when the writer falls behind, lines are dropped and counted
+// (limen_access_log_dropped_total): a slow disk or a blocked stdout never slows requests.
+type AccessLog struct {
+	w        io.Writer
+	closer   io.Closer
+	lines    chan *[]byte
+	stop     chan struct{}
+	done     chan struct{}
+	closed   atomic.Bool
+	once     sync.Once
+	closeErr error
+	disabled bool
 }
 
 var linePool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
-// NewAccessLog opens output (stdout, stderr or a file path, appended to) and starts the writer.
-// buffer is the number of lines that may wait for the writer (4096 when <= 0).
+// batchSize bounds one write: the writer joins queued lines into batches of whole lines, so a
+// busy log costs one syscall per batch and appends from two writers never split a line.
+const batchSize = 64 << 10
+
+// NewAccessLog opens output and starts the writer: stdout (also ""), stderr, off (a log that
+// discards without a goroutine) or a file path, created if missing and appended to. buffer is the
+// number of lines that may wait for the writer (4096 when <= 0).
 func NewAccessLog(output string, buffer int) (*AccessLog, error) {
 	switch output {
+	case "off":
+		return &AccessLog{disabled: true}, nil
 	case "", "stdout":
 		return newAccessLog(os.Stdout, nil, buffer), nil
 	case "stderr":
@@ -73,7 +117,7 @@ func NewAccessLog(output string, buffer int) (*AccessLog, error) {
 	}
 	f, err := os.OpenFile(output, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("access log: %w", err)
+		return nil, fmt.Errorf("open access log: %w", err)
 	}
 	return newAccessLog(f, f, buffer), nil
 }
@@ -82,41 +126,90 @@ func newAccessLog(w io.Writer, c io.Closer, buffer int) *AccessLog {
 	if buffer <= 0 {
 		buffer = 4096
 	}
-	l := &AccessLog{w: w, closer: c, lines: make(chan *[]byte, buffer), done: make(chan struct{})}
+	l := &AccessLog{w: w, closer: c, lines: make(chan *[]byte, buffer), stop: make(chan struct{}), done: make(chan struct{})}
 	go l.run()
 	return l
 }
 
 func (l *AccessLog) run() {
 	defer close(l.done)
-	for b := range l.lines {
-		// A failed write loses that line only; there is nobody to report it to per line.
-		_, _ = l.w.Write(*b)
+	batch := make([]byte, 0, batchSize)
+	pending := 0 // lines in batch
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		if _, err := l.w.Write(batch); err != nil {
+			// Nobody to report a per-line failure to: count the lost lines like dropped ones.
+			droppedLines.Add(uint64(pending))
+		}
+		batch, pending = batch[:0], 0
+	}
+	add := func(b *[]byte) {
+		if len(batch)+len(*b) > cap(batch) {
+			flush()
+		}
+		if len(*b) > cap(batch) {
+			if _, err := l.w.Write(*b); err != nil {
+				droppedLines.Add(1)
+			}
+		} else {
+			batch = append(batch, *b...)
+			pending++
+		}
 		putLine(b)
+	}
+	for {
+		select {
+		case b := <-l.lines:
+			add(b)
+			// Take whatever else is queued, then write once.
+			for drained := false; !drained; {
+				select {
+				case b := <-l.lines:
+					add(b)
+				default:
+					drained = true
+				}
+			}
+			flush()
+		case <-l.stop:
+			for {
+				select {
+				case b := <-l.lines:
+					add(b)
+				default:
+					flush()
+					return
+				}
+			}
+		}
 	}
 }
 
 // putLine recycles a line buffer; oversized ones (a huge user agent) are left to the GC so the
 // pool does not pin large arrays.
 func putLine(b *[]byte) {
-	if cap(*b) > 64<<10 {
+	if cap(*b) > 16<<10 {
 		return
 	}
 	*b = (*b)[:0]
 	linePool.Put(b)
 }
 
-// Log queues one entry, or drops it when the queue is full or the log closed.
+// Log queues one entry, or drops and counts it when the queue is full or the log closed. It
+// never blocks. A nil or "off" log discards.
 func (l *AccessLog) Log(e *Entry) {
-	b := linePool.Get().(*[]byte)
-	*b = e.appendJSON((*b)[:0])
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
-		droppedLines.Add(1)
-		putLine(b)
+	if l == nil || l.disabled {
 		return
 	}
+	// Checking before encoding saves the work when the writer is already behind.
+	if l.closed.Load() || len(l.lines) == cap(l.lines) {
+		droppedLines.Add(1)
+		return
+	}
+	b := linePool.Get().(*[]byte)
+	*b = e.AppendJSON((*b)[:0])
 	select {
 	case l.lines <- b:
 	default:
@@ -125,33 +218,39 @@ func (l *AccessLog) Log(e *Entry) {
 	}
 }
 
-// Dropped returns the number of lines dropped so far, process-wide.
+// Dropped returns the number of access log lines dropped so far, process-wide.
 func Dropped() uint64 { return droppedLines.Load() }
 
-// Close writes what is queued and stops the writer.
+// Close writes what is queued, stops the writer and closes the file. Lines logged after Close
+// are dropped. Close is idempotent.
 func (l *AccessLog) Close() error {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
+	if l == nil || l.disabled {
 		return nil
 	}
-	l.closed = true
-	close(l.lines)
-	l.mu.Unlock()
-	<-l.done
-	if l.closer != nil {
-		return l.closer.Close()
-	}
-	return nil
+	l.once.Do(func() {
+		l.closed.Store(true)
+		close(l.stop)
+		<-l.done
+		if l.closer != nil {
+			l.closeErr = l.closer.Close()
+		}
+	})
+	return l.closeErr
 }
 
-func (e *Entry) appendJSON(b []byte) []byte {
+// AppendJSON appends e as one JSON object and a newline. Empty strings and zero attempts are
+// left out; durations are milliseconds with microsecond precision.
+func (e *Entry) AppendJSON(b []byte) []byte {
 	b = append(b, `{"time":"`...)
 	b = e.Time.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, '"')
 	b = appendField(b, "method", e.Method)
 	b = appendField(b, "host", e.Host)
-	b = appendField(b, "path", e.Path)
+	path := e.Path
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	b = appendField(b, "path", path)
 	b = appendField(b, "proto", e.Proto)
 	b = appendField(b, "route", e.Route)
 	b = appendField(b, "upstream", e.Upstream)
@@ -166,19 +265,31 @@ func (e *Entry) appendJSON(b []byte) []byte {
 	b = strconv.AppendInt(b, e.BytesIn, 10)
 	b = append(b, `,"bytes_out":`...)
 	b = strconv.AppendInt(b, e.BytesOut, 10)
-	b = append(b, `,"duration_ms":`...)
-	b = strconv.AppendFloat(b, float64(e.Duration.Microseconds())/1000, 'f', 3, 64)
-	b = append(b, `,"upstream_ms":`...)
-	b = strconv.AppendFloat(b, float64(e.UpstreamDuration.Microseconds())/1000, 'f', 3, 64)
-	b = append(b, `,"gateway_ms":`...)
-	b = strconv.AppendFloat(b, float64((e.Duration-e.UpstreamDuration).Microseconds())/1000, 'f', 3, 64)
+	gateway := e.Duration - e.UpstreamDuration
+	if gateway < 0 {
+		gateway = 0
+	}
+	b = appendMillis(b, "duration_ms", e.Duration)
+	b = appendMillis(b, "upstream_ms", e.UpstreamDuration)
+	b = appendMillis(b, "gateway_ms", gateway)
 	b = appendField(b, "request_id", e.RequestID)
-	b = appendField(b, "client_ip", e.ClientIP)
+	if e.ClientIP.IsValid() {
+		b = append(b, `,"client_ip":"`...)
+		b = e.ClientIP.AppendTo(b)
+		b = append(b, '"')
+	}
 	b = appendField(b, "principal", e.Principal)
 	b = appendField(b, "denied_by", e.DeniedBy)
 	b = appendField(b, "error_code", e.ErrorCode)
 	b = appendField(b, "user_agent", e.UserAgent)
 	return append(b, "}\n"...)
+}
+
+func appendMillis(b []byte, name string, d time.Duration) []byte {
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, '"', ':')
+	return strconv.AppendFloat(b, float64(d.Microseconds())/1000, 'f', 3, 64)
 }
 
 func appendField(b []byte, name, v string) []byte {
@@ -191,30 +302,47 @@ func appendField(b []byte, name, v string) []byte {
 	return appendString(b, v)
 }
 
+// appendString appends s as a JSON string. Control characters are escaped (\n, \t, \u00XX) so a
+// client cannot forge log lines; invalid UTF-8 becomes U+FFFD byte by byte so the line stays
+// valid JSON whatever the client sent.
 func appendString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
+	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
 				b = append(b, '\\', c)
-			case c < 0x20:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&15])
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
 			default:
-				b = append(b, c)
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&15])
 			}
 			i++
+			start = i
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
 		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
 			b = append(b, `\ufffd`...)
-		} else {
-			b = append(b, s[i:i+size]...)
+			i++
+			start = i
+			continue
 		}
 		i += size
 	}
+	b = append(b, s[start:]...)
 	return append(b, '"')
 }
