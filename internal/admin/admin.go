@@ -2,10 +2,21 @@
 // chains, upstream health, reload status, metrics and probes. It is an http.Handler; the server
 // binds it on its own listener.
 //
-// Access rules (DESIGN.md): "loopback" means every bound address is loopback; off loopback,
-// tokens are required. Even on loopback a request must name the admin address in Host and carry
-// no foreign Origin (DNS rebinding, CSRF). Writes need a JSON or YAML body and a write-scoped
-// token, and exist only when one is configured.
+// Access rules (DESIGN.md, "Admin API"):
+//   - "Loopback" means every bound address is loopback (":9901" and "0.0.0.0:9901" are not).
+//     Off loopback, tokens are required; without any, every request is refused.
+//   - On loopback a request must name an admin address in Host (DNS rebinding: a page on
+//     attacker.example resolved to 127.0.0.1 still sends Host: attacker.example). Off loopback the
+//     Host is not checked: a bearer token is required there and a browser never attaches one on
+//     its own, so a rebound page gains nothing, while the names clients use for a public address
+//     cannot be known here.
+//   - An Origin header must be the admin's own origin (CSRF from a page the operator visits).
+//   - Tokens (Authorization: Bearer) are compared in constant time against every configured
+//     token. With tokens configured, reads need a read or write token; without tokens (loopback
+//     only) reads need none.
+//   - Write endpoints exist only when a write-scoped token is configured and then need that token
+//     even on loopback, plus a JSON or YAML Content-Type (which a cross-site form cannot send
+//     without a preflight).
 package admin
 
 import (
@@ -19,13 +30,17 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 )
 
-// ErrPreconditionFailed is returned by Controller.Apply when If-Match is stale.
+// ErrPreconditionFailed is what Controller.Apply wraps when If-Match does not name the running
+// config's hash; the API answers 412.
 var ErrPreconditionFailed = errors.New("precondition failed")
 
-// Controller is what the admin API drives; the runtime implements it.
+// Controller is what the admin API drives; the runtime implements it. Errors from Validate and
+// Apply may hold several problems (Unwrap() []error, or one problem per line of Error()); each is
+// shown as "file:line: path: msg".
 type Controller interface {
 	Config() (redactedJSON []byte, hash string)
 	Validate(doc []byte) error
@@ -36,63 +51,51 @@ type Controller interface {
 	Ready() bool
 }
 
-// Token is an admin credential.
+// Token is an admin credential. Scope is "read" or "write"; write includes read.
 type Token struct{ Name, Secret, Scope string }
 
 // Options configure the admin API.
 type Options struct {
-	// Addrs are the addresses the admin listener binds.
-	Addrs  []string
+	// Addrs are every address the admin listener binds, as configured ("127.0.0.1:9901"). They
+	// decide the loopback rule and the Host check. A port of 0 accepts any port on that host.
+	Addrs []string
+	// Tokens are the configured credentials.
 	Tokens []Token
 }
 
-// maxBody caps pushed configs; a config is text, and an unbounded read is a memory exhaustion.
+// maxBody caps pushed configs: a config is text, and an unbounded read is a memory exhaustion.
 const maxBody = 16 << 20
+
+const scopeWrite = "write"
 
 type api struct {
 	tokens   []Token
-	secrets  [][32]byte // sha256 of each token's secret, so comparisons do not leak lengths
+	digests  [][32]byte // sha256 of each secret: equal-length inputs, so timing reveals no length
+	usable   []int      // 1 for tokens with a non-empty secret; an empty secret never matches
 	ctl      Controller
 	metrics  http.Handler
 	log      *slog.Logger
 	loopback bool
-	hosts    map[string]bool
+	hosts    map[string]bool // host:port values Host and Origin may name (loopback only)
+	anyPort  map[string]bool // hosts of addresses bound to port 0
 	canWrite bool
 }
 
-// endpoint is one admin route: the methods it answers and whether it changes or probes config
-// (write: needs a write-scoped token and a config Content-Type).
+// endpoint is one admin path: a read handler (GET and HEAD) and/or a write handler for one
+// method, which exists only when a write-scoped token is configured.
 type endpoint struct {
-	methods string // for Allow
-	write   bool
-	serve   func(a *api, w http.ResponseWriter, r *http.Request, tok *Token)
+	read        func(a *api, w http.ResponseWriter, r *http.Request)
+	writeMethod string
+	write       func(a *api, w http.ResponseWriter, r *http.Request, tok *Token)
 }
 
 var endpoints = map[string]endpoint{
-	"/admin/config": {methods: "GET, HEAD, PUT", serve: func(a *api, w http.ResponseWriter, r *http.Request, tok *Token) {
-		if r.Method == http.MethodPut {
-			a.put(w, r, tok)
-			return
-		}
-		doc, hash := a.ctl.Config()
-		w.Header().Set("ETag", `"`+hash+`"`)
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		_, _ = w.Write(doc)
-	}},
-	"/admin/config/validate": {methods: "POST", write: true, serve: func(a *api, w http.ResponseWriter, r *http.Request, tok *Token) {
-		a.validate(w, r, tok)
-	}},
-	"/admin/routes": {methods: "GET, HEAD", serve: func(a *api, w http.ResponseWriter, _ *http.Request, _ *Token) {
-		writeJSON(w, http.StatusOK, a.ctl.Routes())
-	}},
-	"/admin/upstreams": {methods: "GET, HEAD", serve: func(a *api, w http.ResponseWriter, _ *http.Request, _ *Token) {
-		writeJSON(w, http.StatusOK, a.ctl.Upstreams())
-	}},
-	"/admin/status": {methods: "GET, HEAD", serve: func(a *api, w http.ResponseWriter, _ *http.Request, _ *Token) {
-		writeJSON(w, http.StatusOK, a.ctl.Status())
-	}},
-	"/metrics": {methods: "GET, HEAD", serve: func(a *api, w http.ResponseWriter, r *http.Request, _ *Token) {
+	"/admin/config":          {read: (*api).getConfig, writeMethod: http.MethodPut, write: (*api).putConfig},
+	"/admin/config/validate": {writeMethod: http.MethodPost, write: (*api).validate},
+	"/admin/routes":          {read: func(a *api, w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, a.ctl.Routes()) }},
+	"/admin/upstreams":       {read: func(a *api, w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, a.ctl.Upstreams()) }},
+	"/admin/status":          {read: func(a *api, w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, a.ctl.Status()) }},
+	"/metrics": {read: func(a *api, w http.ResponseWriter, r *http.Request) {
 		if a.metrics == nil {
 			fail(w, http.StatusNotFound, "metrics are not enabled")
 			return
@@ -101,39 +104,53 @@ var endpoints = map[string]endpoint{
 	}},
 }
 
-// New returns the admin API handler for a listener bound to o.Addrs.
+// New returns the admin API handler for a listener bound to o.Addrs. log receives one line per
+// write (token name, remote address, resulting hash) and, at debug level, refused requests.
 func New(o Options, ctl Controller, metrics http.Handler, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &api{tokens: o.Tokens, ctl: ctl, metrics: metrics, log: log, loopback: len(o.Addrs) > 0, hosts: map[string]bool{}}
+	a := &api{tokens: o.Tokens, ctl: ctl, metrics: metrics, log: log, loopback: len(o.Addrs) > 0,
+		hosts: map[string]bool{}, anyPort: map[string]bool{}}
 	for _, addr := range o.Addrs {
-		a.hosts[strings.ToLower(addr)] = true
 		host, port, err := net.SplitHostPort(addr)
-		if err != nil {
-			a.loopback = false
-			continue
-		}
-		ip, err := netip.ParseAddr(host)
-		isLoop := strings.EqualFold(host, "localhost") || err == nil && ip.IsLoopback()
-		if !isLoop {
+		if err != nil || !isLoopbackHost(host) {
 			// ":9901" and "0.0.0.0:9901" listen on every interface: not loopback.
 			a.loopback = false
 			continue
 		}
-		// Browsers and curl name a loopback listener any of these ways; all are the same socket
-		// family on this host, so none of them can be a rebinding attack.
-		for _, h := range []string{"localhost", "127.0.0.1", "[::1]"} {
-			a.hosts[h+":"+port] = true
+		names := []string{strings.ToLower(host)}
+		if strings.EqualFold(host, "localhost") {
+			names = append(names, "127.0.0.1", "::1")
+		} else {
+			// Browsers and tools name a loopback listener "localhost"; that name cannot be
+			// rebound to another host, so it is the same origin.
+			names = append(names, "localhost")
+		}
+		for _, n := range names {
+			if port == "0" {
+				a.anyPort[n] = true
+			} else {
+				a.hosts[net.JoinHostPort(n, port)] = true
+			}
 		}
 	}
 	for _, t := range o.Tokens {
-		a.secrets = append(a.secrets, sha256.Sum256([]byte(t.Secret)))
-		if t.Scope == "write" {
+		a.digests = append(a.digests, sha256.Sum256([]byte(t.Secret)))
+		a.usable = append(a.usable, boolInt(t.Secret != ""))
+		if t.Scope == scopeWrite {
 			a.canWrite = true
 		}
 	}
 	return a
+}
+
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // NewOps serves only the probes and metrics, unauthenticated, for load balancers and scrapers.
@@ -164,6 +181,181 @@ func ready(w http.ResponseWriter, ctl Controller) {
 	_, _ = io.WriteString(w, "not ready\n")
 }
 
+func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !a.loopback && len(a.tokens) == 0 {
+		// Reachable from the network with no credential configured: refuse everything rather
+		// than expose config. Config validation rejects this setup too.
+		a.refuse(w, r, http.StatusForbidden, "the admin API listens off loopback without tokens: configure admin.tokens")
+		return
+	}
+	if a.loopback && !a.knownHost(r.Host, r.TLS != nil) {
+		a.refuse(w, r, http.StatusForbidden, "the Host header must name the admin address")
+		return
+	}
+	if o, ok := r.Header["Origin"]; ok && !a.ownOrigin(o, r) {
+		a.refuse(w, r, http.StatusForbidden, "cross-origin admin requests are refused")
+		return
+	}
+	path := r.URL.Path
+	if path == "/healthz" || path == "/readyz" {
+		// Probes carry no token: they reveal only that the process serves.
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			a.refuse(w, r, http.StatusMethodNotAllowed, "method not allowed")
+			return
+		}
+		if path == "/healthz" {
+			healthy(w)
+		} else {
+			ready(w, a.ctl)
+		}
+		return
+	}
+	tok := a.token(r)
+	if len(a.tokens) > 0 && tok == nil {
+		a.unauthorized(w, r)
+		return
+	}
+	ep, ok := endpoints[path]
+	allow := a.allow(ep)
+	if !ok || allow == "" {
+		msg := "no such admin endpoint"
+		if ok {
+			msg = "write endpoints are disabled: configure an admin token with scope: write"
+		}
+		a.refuse(w, r, http.StatusNotFound, msg)
+		return
+	}
+	switch {
+	case ep.read != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		ep.read(a, w, r)
+	case ep.write != nil && a.canWrite && r.Method == ep.writeMethod:
+		if tok == nil {
+			a.unauthorized(w, r)
+			return
+		}
+		if tok.Scope != scopeWrite {
+			a.refuse(w, r, http.StatusForbidden, "this endpoint needs a token with scope: write")
+			return
+		}
+		if !configType(r.Header.Get("Content-Type")) {
+			a.refuse(w, r, http.StatusUnsupportedMediaType, "send the config as application/json or application/yaml")
+			return
+		}
+		ep.write(a, w, r, tok)
+	default:
+		msg := "method not allowed"
+		if ep.write != nil && !a.canWrite && r.Method == ep.writeMethod {
+			msg = "write endpoints are disabled: configure an admin token with scope: write"
+		}
+		w.Header().Set("Allow", allow)
+		a.refuse(w, r, http.StatusMethodNotAllowed, msg)
+	}
+}
+
+// allow lists the methods an endpoint answers with the configured tokens; "" when none.
+func (a *api) allow(ep endpoint) string {
+	var m []string
+	if ep.read != nil {
+		m = append(m, http.MethodGet, http.MethodHead)
+	}
+	if ep.write != nil && a.canWrite {
+		m = append(m, ep.writeMethod)
+	}
+	return strings.Join(m, ", ")
+}
+
+// knownHost reports whether a Host header names an admin address. A Host without a port means
+// the scheme's default port.
+func (a *api) knownHost(host string, tls bool) bool {
+	host = strings.ToLower(host)
+	h, port, err := net.SplitHostPort(host)
+	if err != nil {
+		h, port = strings.Trim(host, "[]"), "80"
+		if tls {
+			port = "443"
+		}
+	}
+	return a.hosts[net.JoinHostPort(h, port)] || a.anyPort[h]
+}
+
+// ownOrigin reports whether the Origin header values name the admin itself: the same scheme as
+// this connection and, on loopback, an admin address; off loopback, the Host the request was sent
+// to. "null" (sandboxed frames, file: pages) is never the admin.
+func (a *api) ownOrigin(values []string, r *http.Request) bool {
+	if len(values) != 1 {
+		return false
+	}
+	u, err := url.Parse(values[0])
+	if err != nil || u.Host == "" || u.Path != "" || u.User != nil {
+		return false
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if !strings.EqualFold(u.Scheme, scheme) {
+		return false
+	}
+	if a.loopback {
+		return a.knownHost(u.Host, r.TLS != nil)
+	}
+	return normalizeHostPort(u.Host, r.TLS != nil) == normalizeHostPort(r.Host, r.TLS != nil)
+}
+
+func normalizeHostPort(hp string, tls bool) string {
+	hp = strings.ToLower(hp)
+	if h, p, err := net.SplitHostPort(hp); err == nil {
+		return net.JoinHostPort(h, p)
+	}
+	port := "80"
+	if tls {
+		port = "443"
+	}
+	return net.JoinHostPort(strings.Trim(hp, "[]"), port)
+}
+
+// token returns the token whose secret the request carries, or nil. Every configured token is
+// compared, in constant time over equal-length digests and without branching on the result, so
+// timing reveals neither which token matched nor how long the secrets are.
+func (a *api) token(r *http.Request) *Token {
+	if len(a.tokens) == 0 {
+		return nil
+	}
+	scheme, secret, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return nil
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(secret)))
+	matched, index := 0, 0
+	for i := range a.digests {
+		eq := subtle.ConstantTimeCompare(sum[:], a.digests[i][:]) & a.usable[i]
+		index = subtle.ConstantTimeSelect(eq&^matched&1, i, index) // the first match wins
+		matched |= eq
+	}
+	if matched == 0 {
+		return nil
+	}
+	return &a.tokens[index]
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (a *api) unauthorized(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="limen-admin"`)
+	a.refuse(w, r, http.StatusUnauthorized, "an admin token is required (Authorization: Bearer <token>)")
+}
+
+func (a *api) refuse(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	a.log.Debug("admin request refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "status", status)
+	fail(w, status, msg)
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -177,101 +369,7 @@ func fail(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": msg})
 }
 
-// token returns the token whose secret the request carries, or nil. Every configured token is
-// compared, in constant time over equal-length digests, so timing reveals neither which token
-// matched nor how long the secrets are.
-func (a *api) token(r *http.Request) *Token {
-	auth := r.Header.Get("Authorization")
-	scheme, secret, ok := strings.Cut(auth, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || len(a.tokens) == 0 {
-		return nil
-	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(secret)))
-	found := -1
-	for i := range a.secrets {
-		eq := subtle.ConstantTimeCompare(sum[:], a.secrets[i][:])
-		found = subtle.ConstantTimeSelect(eq&boolInt(found < 0), i, found)
-	}
-	if found < 0 {
-		return nil
-	}
-	return &a.tokens[found]
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !a.loopback && len(a.tokens) == 0 {
-		// Reachable from the network with no credential configured: refuse everything rather
-		// than expose config. Config validation rejects this setup too.
-		fail(w, http.StatusForbidden, "the admin API listens off loopback without tokens: configure admin.tokens")
-		return
-	}
-	if !a.hosts[strings.ToLower(r.Host)] {
-		fail(w, http.StatusForbidden, "the Host header must name the admin address")
-		return
-	}
-	if o := r.Header.Get("Origin"); o != "" {
-		host, ok := strings.CutPrefix(strings.ToLower(o), "http://")
-		if !ok || !a.hosts[host] {
-			fail(w, http.StatusForbidden, "cross-origin admin requests are refused")
-			return
-		}
-	}
-	path := r.URL.Path
-	if path == "/healthz" || path == "/readyz" {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			fail(w, http.StatusMethodNotAllowed, "method not allowed")
-			return
-		}
-		if path == "/healthz" {
-			healthy(w)
-		} else {
-			ready(w, a.ctl)
-		}
-		return
-	}
-	tok := a.token(r)
-	if len(a.tokens) > 0 && tok == nil {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="limen-admin"`)
-		fail(w, http.StatusUnauthorized, "an admin token is required (Authorization: Bearer <token>)")
-		return
-	}
-	ep, ok := endpoints[path]
-	if !ok {
-		fail(w, http.StatusNotFound, "no such admin endpoint")
-		return
-	}
-	if !strings.Contains(", "+ep.methods+",", ", "+r.Method+",") {
-		w.Header().Set("Allow", ep.methods)
-		fail(w, http.StatusMethodNotAllowed, "method not allowed")
-		return
-	}
-	if ep.write || r.Method == http.MethodPut {
-		if !a.canWrite {
-			fail(w, http.StatusNotFound, "write endpoints are disabled: configure an admin token with scope: write")
-			return
-		}
-		if tok == nil || tok.Scope != "write" {
-			fail(w, http.StatusForbidden, "this endpoint needs a token with scope: write")
-			return
-		}
-		if !configType(r.Header.Get("Content-Type")) {
-			fail(w, http.StatusUnsupportedMediaType, "send the config as application/json or application/yaml")
-			return
-		}
-	}
-	ep.serve(a, w, r, tok)
-}
-
-// configType reports whether a Content-Type names JSON or YAML. Requiring it blocks the
-// "simple" cross-site form posts a browser sends without a preflight.
+// configType reports whether a Content-Type names JSON or YAML.
 func configType(ct string) bool {
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
@@ -284,15 +382,27 @@ func configType(ct string) bool {
 	return false
 }
 
+func (a *api) getConfig(w http.ResponseWriter, r *http.Request) {
+	doc, hash := a.ctl.Config()
+	etag := `"` + hash + `"`
+	w.Header().Set("ETag", etag)
+	w.Header().Set("Cache-Control", "no-store")
+	if inm := r.Header.Get("If-None-Match"); inm != "" && hash != "" && containsTag(inm, hash) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(doc)
+}
+
 // readBody reads at most maxBody bytes, answering 413 beyond that and 400 on a broken body.
-func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+func (a *api) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			fail(w, http.StatusRequestEntityTooLarge, "the config is larger than 16 MiB")
+		if _, tooBig := errors.AsType[*http.MaxBytesError](err); tooBig {
+			a.refuse(w, r, http.StatusRequestEntityTooLarge, "the config is larger than 16 MiB")
 		} else {
-			fail(w, http.StatusBadRequest, "reading the request body failed")
+			a.refuse(w, r, http.StatusBadRequest, "reading the request body failed")
 		}
 		return nil, false
 	}
@@ -300,34 +410,41 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 }
 
 func (a *api) validate(w http.ResponseWriter, r *http.Request, tok *Token) {
-	body, ok := readBody(w, r)
+	body, ok := a.readBody(w, r)
 	if !ok {
 		return
 	}
 	if err := a.ctl.Validate(body); err != nil {
-		a.log.Info("admin config validate", "token", tok.Name, "remote", r.RemoteAddr, "valid", false)
+		a.log.Info("admin config validated", "token", tok.Name, "remote", r.RemoteAddr, "valid", false)
 		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"valid": false, "errors": errorList(err)})
 		return
 	}
-	a.log.Info("admin config validate", "token", tok.Name, "remote", r.RemoteAddr, "valid", true)
+	a.log.Info("admin config validated", "token", tok.Name, "remote", r.RemoteAddr, "valid", true)
 	writeJSON(w, http.StatusOK, map[string]any{"valid": true})
 }
 
-func (a *api) put(w http.ResponseWriter, r *http.Request, tok *Token) {
-	match := strings.TrimSpace(r.Header.Get("If-Match"))
-	if match == "" {
-		fail(w, http.StatusPreconditionRequired, "send If-Match with the ETag of GET /admin/config, so concurrent pushes cannot overwrite each other")
+func (a *api) putConfig(w http.ResponseWriter, r *http.Request, tok *Token) {
+	tags := parseETags(r.Header.Get("If-Match"))
+	if len(tags) == 0 {
+		a.refuse(w, r, http.StatusPreconditionRequired,
+			`send If-Match with the ETag of GET /admin/config (If-Match: "<hash>"), so concurrent pushes cannot overwrite each other`)
 		return
 	}
-	match = strings.Trim(strings.TrimPrefix(match, "W/"), `"`)
-	body, ok := readBody(w, r)
+	match := tags[0]
+	if len(tags) > 1 {
+		// A list matches when any tag is current; the controller checks one, so pick the
+		// current one if it is listed (Apply re-checks under its own lock).
+		if _, cur := a.ctl.Config(); containsTag(r.Header.Get("If-Match"), cur) {
+			match = cur
+		}
+	}
+	body, ok := a.readBody(w, r)
 	if !ok {
 		return
 	}
-	actor := tok.Name + "@" + r.RemoteAddr
-	hash, err := a.ctl.Apply(body, match, actor)
+	hash, err := a.ctl.Apply(body, match, tok.Name+"@"+r.RemoteAddr)
 	if err != nil {
-		a.log.Warn("admin config push rejected", "token", tok.Name, "remote", r.RemoteAddr, "err", err)
+		a.log.Warn("admin config push rejected", "token", tok.Name, "remote", r.RemoteAddr, "if_match", match, "err", err)
 		if errors.Is(err, ErrPreconditionFailed) {
 			fail(w, http.StatusPreconditionFailed, err.Error())
 			return
@@ -340,21 +457,53 @@ func (a *api) put(w http.ResponseWriter, r *http.Request, tok *Token) {
 	writeJSON(w, http.StatusOK, map[string]string{"hash": hash})
 }
 
-// errorList turns a validation error into one message per problem.
+// parseETags reads an If-Match or If-None-Match list into bare tags: quotes and the weak prefix
+// dropped (config hashes are strong tags; a client that marks one weak still means it), bare
+// unquoted tags accepted for curl users. "*" is not a tag: it would match any config and defeat
+// the point of If-Match, so it yields nothing.
+func parseETags(v string) []string {
+	var out []string
+	for _, part := range strings.Split(v, ",") {
+		t := strings.TrimSpace(part)
+		t = strings.TrimPrefix(t, "W/")
+		t = strings.TrimSuffix(strings.TrimPrefix(t, `"`), `"`)
+		if t != "" && t != "*" && !strings.ContainsAny(t, `" `) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func containsTag(list, tag string) bool {
+	for _, t := range parseETags(list) {
+		if t == tag {
+			return true
+		}
+	}
+	return false
+}
+
+// errorList turns a validation error into one message per problem: the members of a list
+// error, or the lines of any other error.
 func errorList(err error) []string {
 	out := []string{}
-	if u, ok := err.(interface{ Unwrap() []error }); ok {
-		for _, e := range u.Unwrap() {
-			if e != nil {
-				out = append(out, e.Error())
+	var walk func(error)
+	walk = func(e error) {
+		if e == nil {
+			return
+		}
+		if u, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, x := range u.Unwrap() {
+				walk(x)
+			}
+			return
+		}
+		for line := range strings.SplitSeq(e.Error(), "\n") {
+			if strings.TrimSpace(line) != "" {
+				out = append(out, line)
 			}
 		}
-		return out
 	}
-	for _, line := range strings.Split(err.Error(), "\n") {
-		if line != "" {
-			out = append(out, line)
-		}
-	}
+	walk(err)
 	return out
 }

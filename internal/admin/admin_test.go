@@ -103,6 +103,10 @@ func TestAccessRules(t *testing.T) {
 	wildcard := New(Options{Addrs: []string{"0.0.0.0:9901"}}, ctl, metrics, nil)
 	mixed := New(Options{Addrs: []string{"127.0.0.1:9901", "10.0.0.5:9901"}}, ctl, metrics, nil)
 	remote := New(Options{Addrs: []string{"10.0.0.5:9901"}, Tokens: tokens}, ctl, metrics, nil)
+	publicTokens := New(Options{Addrs: []string{":9901"}, Tokens: tokens}, ctl, metrics, nil)
+	anyPort := New(Options{Addrs: []string{"127.0.0.1:0"}}, ctl, metrics, nil)
+	ipv6 := New(Options{Addrs: []string{"[::1]:9901"}}, ctl, metrics, nil)
+	emptySecret := New(Options{Addrs: []string{"127.0.0.1:9901"}, Tokens: []Token{{"broken", "", "write"}, tokens[1]}}, ctl, metrics, nil)
 	yaml := []string{"Content-Type", "application/yaml"}
 	w := []string{"Authorization", "Bearer " + writeTok}
 	rd := []string{"Authorization", "Bearer " + readTok}
@@ -123,24 +127,39 @@ func TestAccessRules(t *testing.T) {
 	}{
 		{"loopback read without tokens", noTokens, "GET", "/admin/routes", nil, 200},
 		{"localhost alias host", noTokens, "GET", "/admin/routes", []string{"Host", "localhost:9901"}, 200},
-		{"ipv6 alias host", noTokens, "GET", "/admin/routes", []string{"Host", "[::1]:9901"}, 200},
+		{"another loopback socket is not this one", noTokens, "GET", "/admin/routes", []string{"Host", "[::1]:9901"}, 403},
+		{"host without port means port 80", noTokens, "GET", "/admin/routes", []string{"Host", "127.0.0.1"}, 403},
+		{"host case-insensitive", noTokens, "GET", "/admin/routes", []string{"Host", "LocalHost:9901"}, 200},
+		{"port 0 accepts the bound port", anyPort, "GET", "/admin/routes", []string{"Host", "127.0.0.1:43210"}, 200},
+		{"port 0 still checks the host", anyPort, "GET", "/admin/routes", []string{"Host", "evil.example:43210"}, 403},
+		{"ipv6 loopback addr", ipv6, "GET", "/admin/routes", []string{"Host", "[::1]:9901"}, 200},
+		{"ipv6 loopback localhost", ipv6, "GET", "/admin/routes", []string{"Host", "localhost:9901"}, 200},
 		{"alias with another port", noTokens, "GET", "/admin/routes", []string{"Host", "localhost:9902"}, 403},
 		{"localhost addr accepts 127.0.0.1", localhost, "GET", "/admin/status", nil, 200},
 		{"foreign host (DNS rebinding)", noTokens, "GET", "/admin/routes", []string{"Host", "evil.example:9901"}, 403},
 		{"foreign host on probes", noTokens, "GET", "/healthz", []string{"Host", "evil.example:9901"}, 403},
 		{"foreign origin (CSRF)", noTokens, "GET", "/admin/routes", []string{"Origin", "https://evil.example"}, 403},
 		{"own host over https origin", noTokens, "GET", "/admin/routes", []string{"Origin", "https://127.0.0.1:9901"}, 403},
+		{"origin with another port", noTokens, "GET", "/admin/routes", []string{"Origin", "http://127.0.0.1:9902"}, 403},
+		{"origin with a path", noTokens, "GET", "/admin/routes", []string{"Origin", "http://127.0.0.1:9901/x"}, 403},
+		{"foreign origin on a write", withTokens, "POST", "/admin/config/validate", cat(w, yaml, []string{"Origin", "http://evil.example"}), 403},
 		{"null origin", noTokens, "GET", "/admin/routes", []string{"Origin", "null"}, 403},
 		{"own origin", noTokens, "GET", "/admin/routes", []string{"Origin", "http://127.0.0.1:9901"}, 200},
 		{"alias origin", noTokens, "GET", "/admin/routes", []string{"Origin", "http://localhost:9901"}, 200},
-		{"no write endpoint without a write token", noTokens, "PUT", "/admin/config", cat([]string{"If-Match", "h0"}, yaml), 404},
+		{"no push without a write token", noTokens, "PUT", "/admin/config", cat([]string{"If-Match", "h0"}, yaml), 405},
+		{"no validate without any token", noTokens, "POST", "/admin/config/validate", yaml, 404},
 		{"no validate without a write token", readOnly, "POST", "/admin/config/validate", cat(rd, yaml), 404},
 		{"port-only addr is not loopback", public, "GET", "/admin/routes", []string{"Host", ":9901"}, 403},
 		{"port-only addr refuses probes too", public, "GET", "/healthz", []string{"Host", ":9901"}, 403},
 		{"wildcard addr is not loopback", wildcard, "GET", "/admin/routes", []string{"Host", "0.0.0.0:9901"}, 403},
 		{"one public addr is enough", mixed, "GET", "/admin/routes", nil, 403},
 		{"remote with token", remote, "GET", "/admin/routes", cat([]string{"Host", "10.0.0.5:9901"}, rd), 200},
-		{"remote needs its own host", remote, "GET", "/admin/routes", rd, 403},
+		{"remote: Host is not pinned off loopback", remote, "GET", "/admin/routes", cat([]string{"Host", "admin.internal:9901"}, rd), 200},
+		{"remote: own origin is the Host", remote, "GET", "/admin/routes", cat([]string{"Host", "admin.internal:9901", "Origin", "http://admin.internal:9901"}, rd), 200},
+		{"remote: foreign origin", remote, "GET", "/admin/routes", cat([]string{"Host", "admin.internal:9901", "Origin", "http://evil.example"}, rd), 403},
+		{"wildcard with tokens serves any Host", publicTokens, "GET", "/admin/status", cat([]string{"Host", "gw.example.com:9901"}, rd), 200},
+		{"wildcard with tokens needs one", publicTokens, "GET", "/admin/status", []string{"Host", "gw.example.com:9901"}, 401},
+		{"wildcard write with write token", publicTokens, "POST", "/admin/config/validate", cat([]string{"Host", "gw.example.com:9901"}, w, yaml), 200},
 		{"remote needs a token", remote, "GET", "/admin/routes", []string{"Host", "10.0.0.5:9901"}, 401},
 		{"token required", withTokens, "GET", "/admin/routes", nil, 401},
 		{"token required for metrics", withTokens, "GET", "/metrics", nil, 401},
@@ -152,6 +171,9 @@ func TestAccessRules(t *testing.T) {
 		{"read token reads", withTokens, "GET", "/admin/status", rd, 200},
 		{"write token reads", withTokens, "GET", "/admin/upstreams", w, 200},
 		{"read token cannot validate", withTokens, "POST", "/admin/config/validate", cat(rd, yaml), 403},
+		{"write needs the token even on loopback", withTokens, "POST", "/admin/config/validate", yaml, 401},
+		{"empty secret never matches", emptySecret, "GET", "/admin/routes", []string{"Authorization", "Bearer "}, 401},
+		{"empty secret: the other token works", emptySecret, "GET", "/admin/routes", rd, 200},
 		{"read token cannot push", withTokens, "PUT", "/admin/config", cat(rd, yaml, []string{"If-Match", "h0"}), 403},
 		{"write needs a config content type", withTokens, "POST", "/admin/config/validate", cat(w, []string{"Content-Type", "text/plain"}), 415},
 		{"form posts refused", withTokens, "POST", "/admin/config/validate", cat(w, []string{"Content-Type", "application/x-www-form-urlencoded"}), 415},
@@ -194,7 +216,7 @@ func TestWriteHint(t *testing.T) {
 	t.Parallel()
 	h := New(Options{Addrs: []string{"127.0.0.1:9901"}}, newCtl(), metrics, nil)
 	rec := do(h, "PUT", "/admin/config", "{}", "Content-Type", "application/json", "If-Match", "h0")
-	if rec.Code != 404 || !strings.Contains(rec.Body.String(), "configure an admin token with scope: write") {
+	if rec.Code != 405 || rec.Header().Get("Allow") != "GET, HEAD" || !strings.Contains(rec.Body.String(), "configure an admin token with scope: write") {
 		t.Fatalf("%d %s", rec.Code, rec.Body.String())
 	}
 }
@@ -252,7 +274,7 @@ func TestConfigPush(t *testing.T) {
 	if len(ctl.actors) != 1 || !strings.HasPrefix(ctl.actors[0], "ci@") {
 		t.Fatalf("actors %v, want ci@<remote>", ctl.actors)
 	}
-	if s := logs.String(); !strings.Contains(s, "token=ci") || !strings.Contains(s, "hash=hx") || !strings.Contains(s, "other bad thing") {
+	if s := logs.String(); !strings.Contains(s, "token=ci") || !strings.Contains(s, "hash=hx") || !strings.Contains(s, "remote=192.0.2.1:1234") || !strings.Contains(s, "other bad thing") {
 		t.Fatalf("writes not logged with token, hash and error:\n%s", s)
 	}
 }
@@ -368,4 +390,143 @@ func TestOps(t *testing.T) {
 	if c, _ := get("POST", "/healthz"); c != 405 {
 		t.Fatalf("POST /healthz: %d", c)
 	}
+}
+
+func TestIfMatchForms(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, ifMatch string
+		want          int
+	}{
+		{"missing", "", 428},
+		{"star is not accepted", "*", 428},
+		{"blank", "  ", 428},
+		{"quoted", `"h0"`, 200},
+		{"weak", `W/"h0"`, 200},
+		{"bare", "h0", 200},
+		{"list with the current tag", `"old", "h0"`, 200},
+		{"list without it", `"old", "older"`, 412},
+		{"stale", `"h9"`, 412},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			h := New(Options{Addrs: []string{"127.0.0.1:9901"}, Tokens: []Token{{"ci", writeTok, "write"}}}, newCtl(), metrics, nil)
+			rec := do(h, "PUT", "/admin/config", "routes: []", "Authorization", "Bearer "+writeTok, "Content-Type", "application/json", "If-Match", c.ifMatch)
+			if rec.Code != c.want {
+				t.Fatalf("If-Match %q: %d %s, want %d", c.ifMatch, rec.Code, rec.Body.String(), c.want)
+			}
+		})
+	}
+}
+
+func TestConfigConditionalGet(t *testing.T) {
+	t.Parallel()
+	h := New(Options{Addrs: []string{"127.0.0.1:9901"}}, newCtl(), metrics, nil)
+	if rec := do(h, "GET", "/admin/config", "", "If-None-Match", `"h0"`); rec.Code != 304 || rec.Body.Len() != 0 {
+		t.Fatalf("If-None-Match current: %d %q", rec.Code, rec.Body.String())
+	}
+	if rec := do(h, "GET", "/admin/config", "", "If-None-Match", `"old"`); rec.Code != 200 {
+		t.Fatalf("If-None-Match stale: %d", rec.Code)
+	}
+	if rec := do(h, "HEAD", "/admin/config", ""); rec.Code != 200 || rec.Header().Get("ETag") != `"h0"` {
+		t.Fatalf("HEAD: %d %v", rec.Code, rec.Header())
+	}
+}
+
+func TestAllowReflectsWriteTokens(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name   string
+		tokens []Token
+		want   string
+	}{
+		{"no tokens", nil, "GET, HEAD"},
+		{"read only", []Token{{"g", readTok, "read"}}, "GET, HEAD"},
+		{"write", []Token{{"ci", writeTok, "write"}}, "GET, HEAD, PUT"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			h := New(Options{Addrs: []string{"127.0.0.1:9901"}, Tokens: c.tokens}, newCtl(), metrics, nil)
+			rec := do(h, "DELETE", "/admin/config", "", "Authorization", "Bearer "+writeTok)
+			if len(c.tokens) > 0 && c.tokens[0].Secret == readTok {
+				rec = do(h, "DELETE", "/admin/config", "", "Authorization", "Bearer "+readTok)
+			}
+			if rec.Code != 405 || rec.Header().Get("Allow") != c.want {
+				t.Fatalf("%d Allow %q, want %q", rec.Code, rec.Header().Get("Allow"), c.want)
+			}
+		})
+	}
+}
+
+// TestOverRealSocket drives the handler through a real listener on 127.0.0.1, as the server
+// binds it: the client's own Host header is the admin address.
+func TestOverRealSocket(t *testing.T) {
+	t.Parallel()
+	ctl := newCtl()
+	srv := httptest.NewUnstartedServer(nil)
+	addr := srv.Listener.Addr().String()
+	srv.Config.Handler = New(Options{Addrs: []string{addr}, Tokens: []Token{{"ci", writeTok, "write"}}}, ctl, metrics, nil)
+	srv.Start()
+	defer srv.Close()
+	req, _ := http.NewRequest("PUT", srv.URL+"/admin/config", strings.NewReader("routes: [a]"))
+	req.Header.Set("Authorization", "Bearer "+writeTok)
+	req.Header.Set("Content-Type", "application/yaml")
+	req.Header.Set("If-Match", `"h0"`)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("push over a socket: %d", resp.StatusCode)
+	}
+	if doc, hash := ctl.Config(); string(doc) != "routes: [a]" || hash != "hx" {
+		t.Fatalf("controller holds %q %q", doc, hash)
+	}
+}
+
+// FuzzAccess throws arbitrary request headers at the access rules and checks the invariants:
+// nothing panics; with tokens configured nothing but a probe succeeds without a valid token; a
+// write succeeds only with the write token; on loopback nothing succeeds under a foreign Host.
+func FuzzAccess(f *testing.F) {
+	f.Add("GET", "/admin/routes", "127.0.0.1:9901", "", "Bearer "+readTok, "")
+	f.Add("POST", "/admin/config/validate", "localhost:9901", "http://localhost:9901", "Bearer "+writeTok, "application/yaml")
+	f.Add("PUT", "/admin/config", "evil.example:9901", "null", "bearer  "+writeTok+" ", "text/yaml; charset=utf-8")
+	f.Add("GET", "/healthz", "[::1]:9901", "http://[::1]:9901", "Basic x", "")
+	ctl := newCtl()
+	h := New(Options{Addrs: []string{"127.0.0.1:9901"}, Tokens: []Token{{"ci", writeTok, "write"}, {"g", readTok, "read"}}}, ctl, metrics, nil)
+	f.Fuzz(func(t *testing.T, method, path, host, origin, auth, ct string) {
+		r, err := http.NewRequest(method, "http://127.0.0.1:9901/", strings.NewReader("x: 1"))
+		if err != nil {
+			return
+		}
+		r.URL.Path = path
+		r.Host = host
+		r.RemoteAddr = "127.0.0.1:50000"
+		for k, v := range map[string]string{"Origin": origin, "Authorization": auth, "Content-Type": ct, "If-Match": `"nope"`} {
+			if v != "" {
+				r.Header.Set(k, v)
+			}
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if rec.Code >= 300 {
+			return
+		}
+		if h := strings.ToLower(host); h != "127.0.0.1:9901" && h != "localhost:9901" {
+			t.Fatalf("%d under Host %q", rec.Code, host)
+		}
+		if path == "/healthz" || path == "/readyz" {
+			return
+		}
+		secret := strings.TrimSpace(auth[min(len(auth), 7):])
+		if secret != readTok && secret != writeTok {
+			t.Fatalf("%d %s %s without a valid token (%q)", rec.Code, method, path, auth)
+		}
+		if method != "GET" && method != "HEAD" && secret != writeTok {
+			t.Fatalf("%d %s %s without the write token", rec.Code, method, path)
+		}
+	})
 }
