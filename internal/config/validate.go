@@ -82,8 +82,8 @@ func (d *Document) validate() Errors {
 				}
 			}
 		}
-		if l.ClientIP.Source == "proxy_protocol" {
-			fail(p+".client_ip.source", "proxy_protocol is not supported yet; use x_forwarded_for or forwarded behind a trusted proxy")
+		if l.ClientIP.Source == "proxy_protocol" && len(l.ClientIP.TrustedProxies) == 0 {
+			fail(p+".client_ip.trusted_proxies", "proxy_protocol needs the load balancers that send the header in trusted_proxies; connections from other peers are refused")
 		}
 	}
 	if e := c.Server.EscapedSlashes; e != "reject" && e != "keep" {
