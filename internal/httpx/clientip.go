@@ -255,13 +255,20 @@ func isToken(s string) bool {
 
 // FormatForwardedNode formats an address for a Forwarded for= value: IPv6 quoted in brackets.
 func FormatForwardedNode(a netip.Addr) string {
-	if !a.IsValid() {
-		return "unknown"
+	return string(AppendForwardedNode(nil, a))
+}
+
+// AppendForwardedNode appends FormatForwardedNode(a) to b.
+func AppendForwardedNode(b []byte, a netip.Addr) []byte {
+	switch {
+	case !a.IsValid():
+		return append(b, "unknown"...)
+	case a.Is6() && !a.Is4In6():
+		b = append(b, `"[`...)
+		b = a.AppendTo(b)
+		return append(b, `]"`...)
 	}
-	if a.Is6() && !a.Is4In6() {
-		return `"[` + a.String() + `]"`
-	}
-	return a.Unmap().String()
+	return a.Unmap().AppendTo(b)
 }
 
 // RequestID returns a new random request id (128 bits, hex).

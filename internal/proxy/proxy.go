@@ -12,8 +12,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/limen-gateway/limen/internal/httpx"
@@ -74,15 +76,63 @@ func New(o Options) (policy.Handler, error) {
 
 type stateKey struct{}
 
-// state is one request's proxy bookkeeping, reachable from the outbound request's context.
+// state is one request's proxy bookkeeping. It is itself the outbound request's context (the
+// cancellable request context plus a Value for stateKey), and it holds the request's stream
+// wrappers and forwarding header values, so the proxy adds a handful of allocations per
+// request rather than one per piece. One timer serves the whole request: it is the route
+// timeout until response headers arrive, then the stream idle timeout.
 type state struct {
-	err      error
-	bodyErr  error
-	timedOut bool
-	idleOut  bool
-	cancel   context.CancelFunc
-	timer    *time.Timer
-	start    time.Time
+	context.Context
+	ex      *policy.Exchange
+	err     error
+	bodyErr error
+	cancel  context.CancelFunc
+	timer   *time.Timer
+	start   time.Time
+	// phase is phaseHeaders until response headers arrive, then phaseStream; the timer's
+	// callback reads it to tell a route timeout from an idle stream.
+	phase    atomic.Int32
+	timedOut atomic.Bool
+	// vals backs the header values the proxy sets: a header value is a one-element slice,
+	// and a separate one per header would be an allocation each.
+	vals  [6]string
+	watch bodyWatch
+	idle  idleBody
+}
+
+const (
+	phaseHeaders int32 = iota
+	phaseStream
+)
+
+// Header value slots in state.vals.
+const (
+	valXFF = iota
+	valXFHost
+	valXFProto
+	valForwarded
+	valRequestID
+	valResponseID
+)
+
+func (st *state) Value(key any) any {
+	if key == any(stateKey{}) {
+		return st
+	}
+	return st.Context.Value(key)
+}
+
+// setHeader sets h[key] (key in canonical form) to v without allocating a value slice.
+func (st *state) setHeader(h http.Header, slot int, key, v string) {
+	st.vals[slot] = v
+	h[key] = st.vals[slot : slot+1 : slot+1]
+}
+
+func (st *state) fire() {
+	if st.phase.Load() == phaseHeaders {
+		st.timedOut.Store(true)
+	}
+	st.cancel()
 }
 
 func stateFrom(ctx context.Context) *state {
@@ -90,7 +140,14 @@ func stateFrom(ctx context.Context) *state {
 	return s
 }
 
-var idempotent = map[string]bool{"GET": true, "HEAD": true, "OPTIONS": true, "PUT": true, "DELETE": true, "TRACE": true}
+// idempotent reports whether a method may be retried without the route opting in (RFC 9110 §9.2.2).
+func idempotent(method string) bool {
+	switch method {
+	case "GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE":
+		return true
+	}
+	return false
+}
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	if up := r.Header.Get("Upgrade"); up != "" && !h.upgradeAllowed(up) {
@@ -98,14 +155,19 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	st := &state{cancel: cancel, start: time.Now()}
+	st := &state{Context: ctx, ex: policy.ExchangeFrom(ctx), cancel: cancel, start: time.Now()}
 	if h.o.Timeout > 0 {
-		st.timer = time.AfterFunc(h.o.Timeout, func() { st.timedOut = true; cancel() })
-		defer st.timer.Stop()
+		st.timer = time.AfterFunc(h.o.Timeout, st.fire)
 	}
-	r = r.WithContext(context.WithValue(ctx, stateKey{}, st))
+	defer func() {
+		if st.timer != nil { // modifyResponse may have created it for the stream
+			st.timer.Stop()
+		}
+	}()
+	r = r.WithContext(st)
 	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = &bodyWatch{ReadCloser: r.Body, st: st}
+		st.watch = bodyWatch{ReadCloser: r.Body, st: st}
+		r.Body = &st.watch
 	}
 	h.up.BeginRequest()
 	h.rp.ServeHTTP(w, r)
@@ -147,7 +209,7 @@ func (h *handler) classify(st *state) error {
 		return &policy.Error{Status: http.StatusBadRequest, Code: "bad_request_body", Detail: "the request body could not be read", Err: st.bodyErr}
 	case errors.Is(err, upstream.ErrNoHealthyTarget):
 		return &policy.Error{Status: http.StatusServiceUnavailable, Code: "no_healthy_target", Detail: "no healthy upstream target", Err: err}
-	case st.timedOut || errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+	case st.timedOut.Load() || errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
 		return &policy.Error{Status: http.StatusGatewayTimeout, Code: "upstream_timeout", Detail: "the upstream did not answer in time", Err: err}
 	case isDial(err):
 		return &policy.Error{Status: http.StatusBadGateway, Code: "upstream_connect_failed", Detail: "the upstream could not be reached", Err: err}
@@ -167,7 +229,12 @@ func isDial(err error) bool {
 
 func (h *handler) rewrite(pr *httputil.ProxyRequest) {
 	in, out := pr.In, pr.Out
-	ex := policy.ExchangeFrom(in.Context())
+	st := stateFrom(in.Context())
+	if st == nil {
+		// Only ServeHTTP calls the ReverseProxy, always with a state.
+		st = &state{Context: in.Context(), ex: policy.ExchangeFrom(in.Context())}
+	}
+	ex := st.ex
 	path := in.URL.RawPath
 	if path == "" {
 		path = in.URL.EscapedPath()
@@ -188,65 +255,87 @@ func (h *handler) rewrite(pr *httputil.ProxyRequest) {
 	}
 	// Forwarding headers are set here, after hop-by-hop removal, so a client's
 	// "Connection: X-Forwarded-For" cannot delete them. Incoming copies survived hygiene only
-	// from trusted proxies; they are extended, never trusted otherwise.
+	// from trusted proxies; they are extended, never trusted otherwise: X-Forwarded-For and an
+	// existing Forwarded chain get the node Limen heard from (the TCP peer, or the PROXY
+	// protocol source); a new Forwarded element starts with the resolved client IP, so an
+	// upstream that reads only Forwarded still learns what an X-Forwarded-For chain said.
 	peer := in.RemoteAddr
 	if host, _, err := net.SplitHostPort(peer); err == nil {
 		peer = host
-	}
-	if prior := in.Header.Values("X-Forwarded-For"); len(prior) > 0 {
-		out.Header.Set("X-Forwarded-For", strings.Join(prior, ", ")+", "+peer)
-	} else {
-		out.Header.Set("X-Forwarded-For", peer)
 	}
 	proto := "http"
 	if in.TLS != nil {
 		proto = "https"
 	}
-	if fh := in.Header.Get("X-Forwarded-Host"); fh != "" {
-		out.Header.Set("X-Forwarded-Host", fh)
+	if prior := in.Header.Values("X-Forwarded-For"); len(prior) > 0 {
+		st.setHeader(out.Header, valXFF, "X-Forwarded-For", strings.Join(prior, ", ")+", "+peer)
 	} else {
-		out.Header.Set("X-Forwarded-Host", in.Host)
+		st.setHeader(out.Header, valXFF, "X-Forwarded-For", peer)
+	}
+	if fh := in.Header.Get("X-Forwarded-Host"); fh != "" {
+		st.setHeader(out.Header, valXFHost, "X-Forwarded-Host", fh)
+	} else {
+		st.setHeader(out.Header, valXFHost, "X-Forwarded-Host", in.Host)
 	}
 	if fp := in.Header.Get("X-Forwarded-Proto"); fp != "" {
-		out.Header.Set("X-Forwarded-Proto", fp)
+		st.setHeader(out.Header, valXFProto, "X-Forwarded-Proto", fp)
 	} else {
-		out.Header.Set("X-Forwarded-Proto", proto)
+		st.setHeader(out.Header, valXFProto, "X-Forwarded-Proto", proto)
 	}
-	var fwd strings.Builder
-	if prior := in.Header.Values("Forwarded"); len(prior) > 0 {
-		fwd.WriteString(strings.Join(prior, ", "))
-		fwd.WriteString(", ")
+	var stack [128]byte
+	fwd := stack[:0]
+	priorFwd := in.Header.Values("Forwarded")
+	for _, prior := range priorFwd {
+		fwd = append(fwd, prior...)
+		fwd = append(fwd, ", "...)
 	}
-	fwd.WriteString("for=")
-	if ex != nil && ex.ClientIP.IsValid() {
-		fwd.WriteString(httpx.FormatForwardedNode(ex.ClientIP))
-	} else {
-		fwd.WriteString("unknown")
+	node, _ := netip.ParseAddr(peer)
+	if len(priorFwd) == 0 && ex != nil && ex.ClientIP.IsValid() {
+		node = ex.ClientIP
 	}
-	fwd.WriteString(`;host="`)
-	fwd.WriteString(strings.ReplaceAll(in.Host, `"`, ""))
-	fwd.WriteString(`";proto=`)
-	fwd.WriteString(proto)
-	out.Header.Set("Forwarded", fwd.String())
+	fwd = append(fwd, "for="...)
+	fwd = httpx.AppendForwardedNode(fwd, node)
+	fwd = append(fwd, `;host="`...)
+	for i := 0; i < len(in.Host); i++ {
+		if c := in.Host[i]; c != '"' && c != '\\' {
+			fwd = append(fwd, c)
+		}
+	}
+	fwd = append(fwd, `";proto=`...)
+	fwd = append(fwd, proto...)
+	st.setHeader(out.Header, valForwarded, "Forwarded", string(fwd))
 	if ex != nil && ex.RequestID != "" {
-		out.Header.Set("X-Request-Id", ex.RequestID)
+		st.setHeader(out.Header, valRequestID, "X-Request-Id", ex.RequestID)
 	}
 }
 
 func (h *handler) modifyResponse(resp *http.Response) error {
 	st := stateFrom(resp.Request.Context())
-	if st != nil {
+	if st == nil {
+		return nil
+	}
+	st.phase.Store(phaseStream)
+	// The route timeout runs until response headers only; from here the same timer, when
+	// there is one, bounds the silence between reads of a streamed body.
+	idle := h.o.StreamIdleTimeout > 0 && resp.StatusCode != http.StatusSwitchingProtocols && resp.Body != nil
+	switch {
+	case !idle:
 		if st.timer != nil {
-			st.timer.Stop() // the route timeout runs until response headers only
+			st.timer.Stop()
 		}
-		if ex := policy.ExchangeFrom(resp.Request.Context()); ex != nil {
-			ex.UpstreamTime = time.Since(st.start)
-			if ex.RequestID != "" {
-				resp.Header.Set("X-Request-Id", ex.RequestID)
-			}
-		}
-		if h.o.StreamIdleTimeout > 0 && resp.StatusCode != http.StatusSwitchingProtocols && resp.Body != nil {
-			resp.Body = newIdleBody(resp.Body, h.o.StreamIdleTimeout, func() { st.idleOut = true; st.cancel() })
+	case st.timer == nil:
+		st.timer = time.AfterFunc(h.o.StreamIdleTimeout, st.fire)
+	default:
+		st.timer.Reset(h.o.StreamIdleTimeout)
+	}
+	if idle {
+		st.idle = idleBody{ReadCloser: resp.Body, d: h.o.StreamIdleTimeout, timer: st.timer}
+		resp.Body = &st.idle
+	}
+	if ex := st.ex; ex != nil {
+		ex.UpstreamTime = time.Since(st.start)
+		if ex.RequestID != "" {
+			st.setHeader(resp.Header, valResponseID, "X-Request-Id", ex.RequestID)
 		}
 	}
 	return nil
@@ -254,13 +343,16 @@ func (h *handler) modifyResponse(resp *http.Response) error {
 
 // RoundTrip sends the request to a target, retrying on another one when the policy allows.
 func (h *handler) RoundTrip(req *http.Request) (*http.Response, error) {
-	ex := policy.ExchangeFrom(req.Context())
+	var ex *policy.Exchange
+	if st := stateFrom(req.Context()); st != nil {
+		ex = st.ex
+	}
 	rp := h.up.Retry()
 	attempts := 1 + rp.Attempts
 	if h.o.Attempts != nil {
 		attempts = 1 + *h.o.Attempts
 	}
-	if !idempotent[req.Method] && !h.o.NonIdempotent || req.Header.Get("Upgrade") != "" {
+	if !idempotent(req.Method) && !h.o.NonIdempotent || req.Header.Get("Upgrade") != "" {
 		attempts = 1
 	}
 	var replay []byte
@@ -283,7 +375,8 @@ func (h *handler) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		}
 	}
-	var tried []*upstream.Target
+	var triedBuf [4]*upstream.Target
+	tried := triedBuf[:0]
 	for i := 0; ; i++ {
 		t, err := h.up.Pick(tried)
 		if err != nil && len(tried) > 0 {
@@ -428,14 +521,11 @@ func (c *cancelBody) Close() error {
 }
 
 // idleBody cancels the request when the upstream stays silent longer than the idle timeout.
+// The timer belongs to the request's state, which stops it when the request ends.
 type idleBody struct {
 	io.ReadCloser
 	d     time.Duration
 	timer *time.Timer
-}
-
-func newIdleBody(rc io.ReadCloser, d time.Duration, fire func()) *idleBody {
-	return &idleBody{ReadCloser: rc, d: d, timer: time.AfterFunc(d, fire)}
 }
 
 func (b *idleBody) Read(p []byte) (int, error) {

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/netip"
 	"net/url"
 	"strings"
@@ -114,6 +116,29 @@ func TestRewriteAndForwardingHeaders(t *testing.T) {
 	}
 	if rec.Header().Get("X-Request-Id") != "rid" {
 		t.Error("request id not returned")
+	}
+}
+
+// TestForwardedChainExtended: a Forwarded chain that survived hygiene (it came from a trusted
+// proxy) gets the node Limen heard from appended, not the resolved client a second time.
+func TestForwardedChainExtended(t *testing.T) {
+	var seen *http.Request
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = r }))
+	defer b.Close()
+	h := newProxy(t, Options{}, upstream.Options{}, b.URL)
+	r := httptest.NewRequest("GET", "http://api.example.com/", nil)
+	r.RemoteAddr = "[2001:db8::1]:5555"
+	r.Header.Add("Forwarded", `for=192.0.2.7;proto=https`)
+	r.Header.Add("X-Forwarded-For", "192.0.2.7")
+	if _, err := serve(h, r); err != nil {
+		t.Fatal(err)
+	}
+	want := `for=192.0.2.7;proto=https, for="[2001:db8::1]";host="api.example.com";proto=http`
+	if got := seen.Header.Get("Forwarded"); got != want {
+		t.Errorf("Forwarded %q, want %q", got, want)
+	}
+	if got := seen.Header.Get("X-Forwarded-For"); got != "192.0.2.7, 2001:db8::1" {
+		t.Errorf("X-Forwarded-For %q", got)
 	}
 }
 
@@ -254,14 +279,17 @@ func TestStreamingFlushesAndTrailers(t *testing.T) {
 	}
 }
 
+// BenchmarkProxy is the proxy terminal with the route defaults (timeout, stream idle timeout,
+// request id); BenchmarkBareReverseProxy is httputil.ReverseProxy alone on the same backend,
+// the floor the harness's "goproxy" target represents. Compare their allocs/op and B/op.
 func BenchmarkProxy(b *testing.B) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"ok":true}`) }))
 	defer backend.Close()
 	u, _ := url.Parse(backend.URL)
 	up, _ := upstream.New(upstream.Options{Name: "u", Targets: []upstream.TargetSpec{{URL: u, Weight: 1}}}, &pool{}, nil)
 	defer up.Close()
-	h, _ := New(Options{Upstream: up})
-	ex := &policy.Exchange{}
+	h, _ := New(Options{Upstream: up, Timeout: 30 * time.Second, StreamIdleTimeout: 5 * time.Minute})
+	ex := &policy.Exchange{RequestID: "0123456789abcdef0123456789abcdef", ClientIP: netip.MustParseAddr("192.0.2.7")}
 	r := httptest.NewRequest("GET", "/json", nil)
 	r = r.WithContext(policy.WithExchange(r.Context(), ex))
 	b.ReportAllocs()
@@ -270,5 +298,100 @@ func BenchmarkProxy(b *testing.B) {
 		if err := h.ServeHTTP(rec, r); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func BenchmarkBareReverseProxy(b *testing.B) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"ok":true}`) }))
+	defer backend.Close()
+	u, _ := url.Parse(backend.URL)
+	tr := &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	rp := &httputil.ReverseProxy{
+		Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(u); pr.SetXForwarded() },
+		Transport:  tr,
+		BufferPool: buffers,
+	}
+	r := httptest.NewRequest("GET", "/json", nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		rp.ServeHTTP(httptest.NewRecorder(), r)
+	}
+}
+
+// TestStreamIdleTimeout: after response headers the route timeout no longer applies; a stream
+// that keeps sending outlives it, and one that goes silent is cut after the idle timeout.
+func TestStreamIdleTimeout(t *testing.T) {
+	const every, count = 50 * time.Millisecond, 8 // 400ms of steady data
+	stall := make(chan struct{})
+	defer close(stall)
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		for i := range count {
+			fmt.Fprintf(w, "data: %d\n\n", i)
+			w.(http.Flusher).Flush()
+			time.Sleep(every)
+		}
+		if r.URL.Path == "/silent" {
+			select {
+			case <-stall:
+			case <-r.Context().Done():
+			}
+		}
+	}))
+	defer b.Close()
+	// The route timeout (150ms) is shorter than the stream; the idle timeout (250ms) is longer
+	// than the gap between events.
+	h := newProxy(t, Options{Timeout: 150 * time.Millisecond, StreamIdleTimeout: 250 * time.Millisecond}, upstream.Options{}, b.URL)
+
+	rec, err := serve(h, httptest.NewRequest("GET", "/steady", nil))
+	if err != nil {
+		t.Fatalf("steady stream: %v", err)
+	}
+	if got := strings.Count(rec.Body.String(), "data: "); got != count {
+		t.Errorf("steady stream delivered %d events, want %d", got, count)
+	}
+
+	done := make(chan struct{})
+	var silentErr any
+	var silent *httptest.ResponseRecorder
+	go func() {
+		defer close(done)
+		// A stream cut after headers cannot be rendered: the proxy aborts the handler.
+		defer func() { silentErr = recover() }()
+		silent, _ = serve(h, httptest.NewRequest("GET", "/silent", nil))
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a silent stream was not cut by the idle timeout")
+	}
+	if silentErr != nil && silentErr != http.ErrAbortHandler {
+		t.Fatalf("silent stream panicked with %v", silentErr)
+	}
+	if silent != nil {
+		if got := strings.Count(silent.Body.String(), "data: "); got != count {
+			t.Errorf("silent stream delivered %d events before the cut, want %d", got, count)
+		}
+	}
+}
+
+// TestRouteTimeoutBeforeHeaders: an upstream that never answers gets 504 upstream_timeout.
+func TestRouteTimeoutBeforeHeaders(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer b.Close()
+	h := newProxy(t, Options{Timeout: 100 * time.Millisecond, StreamIdleTimeout: time.Minute}, upstream.Options{}, b.URL)
+	_, err := serve(h, httptest.NewRequest("GET", "/", nil))
+	var pe *policy.Error
+	if !errors.As(err, &pe) || pe.Status != http.StatusGatewayTimeout || pe.Code != "upstream_timeout" {
+		t.Fatalf("got %v, want 504 upstream_timeout", err)
 	}
 }

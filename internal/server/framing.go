@@ -311,7 +311,12 @@ func (g *guardConn) consumedDirect(n int) {
 	}
 }
 
+// isTimeout runs for every request (net/http ends its background read with a past deadline), so
+// the common *net.OpError is checked without errors.As, which reflects.
 func isTimeout(err error) bool {
+	if oe, ok := err.(*net.OpError); ok {
+		return oe.Timeout()
+	}
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
