@@ -63,6 +63,9 @@ func Start(o Options) (*Gateway, error) {
 		rt.OnApply(func(doc *config.Document) { watcher.SetFiles(append([]string{o.Path}, doc.Files...)) })
 	}
 	if err := rt.Load("start"); err != nil {
+		if watcher != nil {
+			_ = watcher.Close()
+		}
 		stop()
 		_ = srv.Shutdown(context.Background())
 		rt.Close()

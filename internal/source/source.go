@@ -23,19 +23,26 @@ type Reloader interface {
 
 // Watcher watches the directories holding the config and the files it references, and reloads
 // (debounced) when any of those files change. It watches directories, not files, because editors
-// and Kubernetes ConfigMaps replace files by rename, which drops a watch on the file itself.
+// replace files by rename, which drops a watch on the file itself. A watched path that is a
+// symlink is also followed: Kubernetes mounts a ConfigMap or Secret as symlinks through a
+// "..data" link that it swaps atomically, so the path itself never changes; the watcher notices
+// that the path now resolves elsewhere. The target's own directory is watched too, for a link to
+// a file that is edited where it lives.
 type Watcher struct {
 	w        *fsnotify.Watcher
 	r        Reloader
 	log      *slog.Logger
 	debounce time.Duration
+	close    sync.Once
 
 	mu    sync.Mutex
-	files map[string]bool // absolute paths that matter
-	dirs  map[string]bool
+	files map[string]bool   // absolute paths that matter, and what they resolve to
+	links map[string]string // watched path -> the path it resolved to at SetFiles
+	dirs  map[string]bool   // directories with a watch in place
 }
 
 // NewWatcher starts watching; call SetFiles after each successful load with the document's files.
+// Close (or Run's end) releases it.
 func NewWatcher(r Reloader, log *slog.Logger, debounce time.Duration) (*Watcher, error) {
 	fw, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -44,7 +51,14 @@ func NewWatcher(r Reloader, log *slog.Logger, debounce time.Duration) (*Watcher,
 	if debounce <= 0 {
 		debounce = 200 * time.Millisecond
 	}
-	return &Watcher{w: fw, r: r, log: log, debounce: debounce, files: map[string]bool{}, dirs: map[string]bool{}}, nil
+	return &Watcher{w: fw, r: r, log: log, debounce: debounce, files: map[string]bool{}, links: map[string]string{}, dirs: map[string]bool{}}, nil
+}
+
+// Close stops the watch; it is safe to call more than once and while Run runs.
+func (w *Watcher) Close() error {
+	var err error
+	w.close.Do(func() { err = w.w.Close() })
+	return err
 }
 
 // SetFiles replaces the watched set. A path that is a directory (a config directory) matters as a
@@ -53,33 +67,45 @@ func (w *Watcher) SetFiles(paths []string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	files := map[string]bool{}
-	dirs := map[string]bool{}
+	links := map[string]string{}
+	want := map[string]bool{}
 	for _, p := range paths {
 		abs, err := filepath.Abs(p)
 		if err != nil {
 			continue
 		}
 		if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
-			dirs[abs] = true
+			want[abs] = true
 			files[abs] = true
 			continue
 		}
 		files[abs] = true
-		dirs[filepath.Dir(abs)] = true
+		want[filepath.Dir(abs)] = true
+		if real, err := filepath.EvalSymlinks(abs); err == nil && real != abs {
+			links[abs] = real
+			files[real] = true
+			want[filepath.Dir(real)] = true
+		}
 	}
 	for d := range w.dirs {
-		if !dirs[d] {
+		if !want[d] {
 			_ = w.w.Remove(d)
+			delete(w.dirs, d)
 		}
 	}
-	for d := range dirs {
-		if !w.dirs[d] {
-			if err := w.w.Add(d); err != nil {
-				w.log.Warn("cannot watch directory; changes in it need SIGHUP", "dir", d, "err", err)
-			}
+	for d := range want {
+		if w.dirs[d] {
+			continue
 		}
+		// A directory that cannot be watched now (it may not exist yet) is retried on the
+		// next SetFiles rather than recorded as watched.
+		if err := w.w.Add(d); err != nil {
+			w.log.Warn("cannot watch directory; changes in it need SIGHUP", "dir", d, "err", err)
+			continue
+		}
+		w.dirs[d] = true
 	}
-	w.files, w.dirs = files, dirs
+	w.files, w.links = files, links
 }
 
 func (w *Watcher) matters(name string) bool {
@@ -95,14 +121,26 @@ func (w *Watcher) matters(name string) bool {
 	// A file inside a watched config directory.
 	if w.files[filepath.Dir(abs)] {
 		ext := filepath.Ext(abs)
-		return ext == ".yaml" || ext == ".yml"
+		if ext == ".yaml" || ext == ".yml" {
+			return true
+		}
 	}
-	return false
+	// Anything else in a watched directory may have re-pointed a link (Kubernetes swaps
+	// "..data"): a watched path that now resolves elsewhere has changed.
+	changed := false
+	for path, was := range w.links {
+		if real, err := filepath.EvalSymlinks(path); err == nil && real != was {
+			w.links[path] = real
+			w.files[real] = true
+			changed = true
+		}
+	}
+	return changed
 }
 
 // Run reloads on changes until ctx ends.
 func (w *Watcher) Run(ctx context.Context) {
-	defer w.w.Close()
+	defer w.Close()
 	var timer *time.Timer
 	var fire <-chan time.Time
 	for {

@@ -222,15 +222,9 @@ func TestWatcherReloadsWhenTheConfigChanges(t *testing.T) {
 // TestWatcherKubernetesConfigMap updates a config mounted the way the kubelet mounts a
 // ConfigMap: limen.yaml is a symlink to ..data/limen.yaml, ..data a symlink to a timestamped
 // directory, and an update swaps ..data by renaming a new symlink over it. limen.yaml itself
-// never changes.
-//
-// Known bug: the watcher compares event names with the configured path lexically, and no event
-// names limen.yaml (the events name ..data_tmp, ..data and the timestamped directories), so a
-// ConfigMap update never reloads. Set LIMEN_KNOWN_BUGS=1 to run this test.
+// never changes. No event names limen.yaml itself (they name ..data_tmp, ..data and the timestamped
+// directories): the watcher must notice that the path now resolves elsewhere.
 func TestWatcherKubernetesConfigMap(t *testing.T) {
-	if os.Getenv("LIMEN_KNOWN_BUGS") == "" {
-		t.Skip("known bug: a ConfigMap update (..data symlink swap) does not reload; LIMEN_KNOWN_BUGS=1 runs this test")
-	}
 	t.Parallel()
 	dir := t.TempDir()
 	version := func(name, content string) {
