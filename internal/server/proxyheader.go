@@ -54,21 +54,34 @@ func readProxyHeader(br *bufio.Reader) (src netip.AddrPort, ok bool, err error) 
 	if len(f) != 6 || string(f[1]) != "TCP4" && string(f[1]) != "TCP6" {
 		return src, false, errProxyHeader
 	}
-	a, err := netip.ParseAddr(string(f[2]))
-	if err != nil || a.Is4() != (string(f[1]) == "TCP4") || a.Zone() != "" {
+	// Both addresses must be of the announced family and both ports plain decimal (the spec
+	// forbids leading zeros): a header that is not exactly well formed is refused.
+	v4 := string(f[1]) == "TCP4"
+	a, ok := proxyV1Addr(f[2], v4)
+	if !ok {
 		return src, false, errProxyHeader
 	}
-	if _, err := netip.ParseAddr(string(f[3])); err != nil {
+	if _, ok := proxyV1Addr(f[3], v4); !ok {
 		return src, false, errProxyHeader
 	}
-	port, err := strconv.ParseUint(string(f[4]), 10, 16)
-	if err != nil || len(f[4]) > 1 && f[4][0] == '0' {
+	port, ok := proxyV1Port(f[4])
+	if !ok {
 		return src, false, errProxyHeader
 	}
-	if _, err := strconv.ParseUint(string(f[5]), 10, 16); err != nil {
+	if _, ok := proxyV1Port(f[5]); !ok {
 		return src, false, errProxyHeader
 	}
-	return netip.AddrPortFrom(a, uint16(port)), true, nil
+	return netip.AddrPortFrom(a, port), true, nil
+}
+
+func proxyV1Addr(b []byte, v4 bool) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(string(b))
+	return a, err == nil && a.Is4() == v4 && a.Zone() == ""
+}
+
+func proxyV1Port(b []byte) (uint16, bool) {
+	port, err := strconv.ParseUint(string(b), 10, 16)
+	return uint16(port), err == nil && !(len(b) > 1 && b[0] == '0')
 }
 
 func readProxyV2(br *bufio.Reader) (src netip.AddrPort, ok bool, err error) {
