@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Measures Limen's RSS idle on a small config and again after N reloads pushed through the admin
 # API (each push changes a header value, so each is a real reload), then checks it still serves.
-#   bench/reload-rss.sh [N]    (default 1000; needs a built ./limen and curl; SETTLE=s waits before the last reading)
+#   bench/reload-rss.sh [N]    (default 1000; needs a built ./limen and curl; SETTLE=s waits before each reading,
+#   WARM=n reloads before the warm baseline)
 set -euo pipefail
 n=${1:-1000}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,11 +29,17 @@ for _ in $(seq 50); do curl -sf "http://127.0.0.1:$pub/hello" >/dev/null && brea
 rss() { awk '/VmRSS/ {print $2}' "/proc/$pid/status"; }
 sleep 1; idle=$(rss)
 auth="Authorization: Bearer $token"
-for i in $(seq 1 "$n"); do
+push() {
   etag=$(curl -sfI -H "$auth" "http://127.0.0.1:$adm/admin/config" | awk -F'"' '/^[Ee][Tt]ag/ {print $2}')
-  config "$i" | curl -sf -o /dev/null -X PUT -H "$auth" -H "Content-Type: application/yaml" -H "If-Match: \"$etag\"" \
+  config "$1" | curl -sf -o /dev/null -X PUT -H "$auth" -H "Content-Type: application/yaml" -H "If-Match: \"$etag\"" \
     --data-binary @- "http://127.0.0.1:$adm/admin/config"
-done
-sleep "${SETTLE:-2}"; after=$(rss)
+}
+# A warm baseline too: the first reloads grow the runtime's GC metadata and stacks once, which
+# later reloads reuse. Growth past this reading is what a leak would look like.
+for i in $(seq 1 "${WARM:-10}"); do push "w$i"; done
+sleep "${SETTLE:-4}"; warm=$(rss)
+for i in $(seq 1 "$n"); do push "$i"; done
+sleep "${SETTLE:-4}"; after=$(rss)
 version=$(curl -sf -D - -o /dev/null "http://127.0.0.1:$pub/hello" | awk -F': ' 'tolower($1)=="x-version" {print $2}' | tr -d '\r')
-echo "reloads=$n idle_rss_kib=$idle after_rss_kib=$after ratio=$(awk -v a="$after" -v b="$idle" 'BEGIN{printf "%.2f", a/b}') serving_version=$version"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
+echo "reloads=$n idle_rss_kib=$idle warm_rss_kib=$warm after_rss_kib=$after ratio_idle=$(ratio "$after" "$idle") ratio_warm=$(ratio "$after" "$warm") serving_version=$version"

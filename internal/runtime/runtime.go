@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,22 @@ type Runtime struct {
 	mu      sync.Mutex // serializes reloads
 	status  Status
 	onApply []func(*config.Document)
+	trim    *time.Timer
+}
+
+// trimDelay is how long reloads must pause before memory the old snapshots used is returned.
+const trimDelay = 2 * time.Second
+
+// scheduleTrim returns the memory of retired snapshots to the OS once reloads pause. Without it
+// the runtime keeps freed spans and their GC metadata for minutes, and a burst of reloads (a
+// deploy pipeline pushing configs) leaves RSS well above where it started. One forced GC per
+// burst is cheap next to a reload. Called with rt.mu held.
+func (rt *Runtime) scheduleTrim() {
+	if rt.trim == nil {
+		rt.trim = time.AfterFunc(trimDelay, debug.FreeOSMemory)
+		return
+	}
+	rt.trim.Reset(trimDelay)
 }
 
 // SetBinder sets what binds listeners; cmd/limen wires the server in after both exist.
@@ -145,6 +162,7 @@ func (rt *Runtime) applyDoc(doc *config.Document, source string) error {
 	rt.current.Store(snap)
 	if old != nil {
 		old.retire(doc.Config.Server.DrainTimeout.D())
+		rt.scheduleTrim()
 	}
 	rt.retainMetrics(snap)
 	now := time.Now()
@@ -220,6 +238,9 @@ func (rt *Runtime) Close() {
 	if s := rt.current.Swap(nil); s != nil {
 		s.retire(0)
 		s.close()
+	}
+	if rt.trim != nil {
+		rt.trim.Stop()
 	}
 }
 
