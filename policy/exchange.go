@@ -21,7 +21,8 @@ type Exchange struct {
 	ClientIP netip.Addr
 	// RequestID is the request's id, sent upstream and returned as X-Request-ID.
 	RequestID string
-	// Principal is the authenticated caller, when an authentication policy set one.
+	// Principal is the authenticated caller, when an authentication policy set one. A Principal
+	// may be shared by many requests (policies build one per consumer): never modify it.
 	Principal *Principal
 
 	// Upstream and Target name the upstream pool and the target of the last attempt.
@@ -71,6 +72,14 @@ type Principal struct {
 	Plan string
 	// Method is the authentication method that identified the caller ("api_key", "jwt").
 	Method string
+	// Credential names the credential that was used (an API key's id), when it has one; it
+	// goes upstream as X-Credential-Identifier, never the secret itself.
+	Credential string
+	// Consumer is the configured consumer, or nil when the caller is a token subject that maps
+	// to none.
+	Consumer *Consumer
+	// Scopes are the OAuth scopes the caller's token grants (from "scope" or "scp").
+	Scopes []string
 	// Claims holds token claims or other attributes authorization policies may check.
 	Claims map[string]any
 }

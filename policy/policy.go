@@ -52,6 +52,8 @@ type BuildContext struct {
 	Pool Pool
 	// BaseDir is the directory relative file paths in the config are resolved against.
 	BaseDir string
+	// Consumers is the snapshot's consumer directory; never nil when runtime builds a policy.
+	Consumers Consumers
 }
 
 // Pool holds objects that outlive a single snapshot (limiters, caches, JWKS sets, health checkers),

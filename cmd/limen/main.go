@@ -28,7 +28,20 @@ import (
 var version = "dev"
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(runWith(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// runWith dispatches the commands that read stdin, then the rest.
+func runWith(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "hash-key":
+			return hashKey(args[1:], stdin, stdout, stderr)
+		case "hash-password":
+			return hashPassword(args[1:], stdin, stdout, stderr)
+		}
+	}
+	return run(args, stdout, stderr)
 }
 
 func usage(w io.Writer) {
@@ -38,6 +51,8 @@ commands:
   run      -c FILE                 serve traffic with the config in FILE (default limen.yaml)
   validate -c FILE                 check a config; prints every error as FILE:LINE: path: reason
   explain  -c FILE [METHOD URL]    show routes, their policy chains, and which route a request takes
+  hash-key [-generate]             print the SHA-256 digest of an API key read from stdin (or of a new one)
+  hash-password                    print a bcrypt hash of a password read from stdin
   version                          print the version
 `)
 }

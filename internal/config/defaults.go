@@ -28,6 +28,12 @@ func applyDefaults(c *Config) {
 	if len(c.Listeners) == 0 {
 		c.Listeners = []Listener{{Name: "default", Addr: ":8080"}}
 	}
+	ih := &c.Server.IdentityHeaders
+	setStr(&ih.ConsumerID, "X-Consumer-ID")
+	setStr(&ih.ConsumerGroups, "X-Consumer-Groups")
+	setStr(&ih.ConsumerPlan, "X-Consumer-Plan")
+	setStr(&ih.Credential, "X-Credential-Identifier")
+	setStr(&ih.Anonymous, "X-Anonymous-Consumer")
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
 		if len(l.Protocols) == 0 {

@@ -297,22 +297,46 @@ func (d *Document) hash() error {
 	return nil
 }
 
-// Redacted returns the config as JSON with secrets replaced.
+// Redacted returns the config as JSON with every secret (a field tagged secret:"true") replaced.
 func (d *Document) Redacted() []byte {
-	var v any
+	var c Config
 	raw, _ := json.Marshal(d.Config)
-	_ = json.Unmarshal(raw, &v)
-	if m, ok := v.(map[string]any); ok {
-		if a, ok := m["admin"].(map[string]any); ok {
-			if toks, ok := a["tokens"].([]any); ok {
-				for _, t := range toks {
-					if tm, ok := t.(map[string]any); ok {
-						tm["token"] = "<redacted>"
-					}
+	_ = json.Unmarshal(raw, &c) // a deep copy: redaction must not touch the running config
+	redact(reflect.ValueOf(&c).Elem())
+	out, _ := json.MarshalIndent(&c, "", "  ")
+	return out
+}
+
+func redact(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			redact(v.Elem())
+		}
+	case reflect.Struct:
+		t := v.Type()
+		for i := range t.NumField() {
+			f := v.Field(i)
+			if t.Field(i).Tag.Get("secret") == "true" && f.Kind() == reflect.String {
+				if f.String() != "" {
+					f.SetString("<redacted>")
 				}
+				continue
+			}
+			if t.Field(i).IsExported() {
+				redact(f)
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			redact(v.Index(i))
+		}
+	case reflect.Map:
+		for _, k := range v.MapKeys() {
+			e := v.MapIndex(k)
+			if e.Kind() == reflect.Pointer || e.Kind() == reflect.Interface {
+				redact(e) // map values are not addressable; pointers still reach their targets
 			}
 		}
 	}
-	out, _ := json.MarshalIndent(v, "", "  ")
-	return out
 }

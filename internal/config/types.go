@@ -21,6 +21,8 @@ type Config struct {
 	Policies map[string]*PolicySpec `json:"policies,omitempty"`
 	// Routes map requests to a terminal (an upstream or a fixed response) through policies.
 	Routes []*Route `json:"routes"`
+	// Consumers are the known API clients and their credentials.
+	Consumers []*Consumer `json:"consumers,omitempty"`
 	// Logging configures the process log and the access log.
 	Logging Logging `json:"logging"`
 }
@@ -90,6 +92,25 @@ type Server struct {
 	Grace Duration `json:"grace,omitempty"`
 	// DrainTimeout bounds how long a replaced snapshot's long-lived requests keep it. Default 30s.
 	DrainTimeout Duration `json:"drain_timeout,omitempty"`
+	// IdentityHeaders name the headers that carry the authenticated caller upstream. Clients'
+	// copies of them are removed from every request, on every route.
+	IdentityHeaders IdentityHeaders `json:"identity_headers"`
+}
+
+// IdentityHeaders name the headers the proxy sets upstream for an authenticated request.
+type IdentityHeaders struct {
+	// ConsumerID carries the consumer name or token subject. Default X-Consumer-ID.
+	ConsumerID string `json:"consumer_id,omitempty"`
+	// ConsumerGroups carries the consumer's groups, comma-separated. Default X-Consumer-Groups.
+	ConsumerGroups string `json:"consumer_groups,omitempty"`
+	// ConsumerPlan carries the consumer's plan. Default X-Consumer-Plan.
+	ConsumerPlan string `json:"consumer_plan,omitempty"`
+	// Credential carries the id of the credential used (an API key's id, a username), never
+	// the secret. Default X-Credential-Identifier.
+	Credential string `json:"credential,omitempty"`
+	// Anonymous is set to "true" when the caller was let in as an anonymous consumer. Default
+	// X-Anonymous-Consumer.
+	Anonymous string `json:"anonymous,omitempty"`
 }
 
 // Admin configures the admin API listener.
@@ -342,4 +363,44 @@ type AccessLog struct {
 	Output string `json:"output,omitempty"`
 	// Buffer is how many lines may wait for the writer before new ones are dropped. Default 4096.
 	Buffer int `json:"buffer,omitempty"`
+}
+
+// Consumer is a known API client: authentication policies map a verified credential to it.
+type Consumer struct {
+	// Name is the stable id, sent upstream as X-Consumer-ID and used in logs and counters.
+	Name string `json:"name"`
+	// Groups are used by authorization rules (require, acl) and sent upstream.
+	Groups []string `json:"groups,omitempty"`
+	// Plan names the consumer's usage plan.
+	Plan string `json:"plan,omitempty"`
+	// Metadata is free-form.
+	Metadata map[string]string `json:"metadata,omitempty"`
+	// Credentials are the consumer's secrets; several of a kind let keys rotate without downtime.
+	Credentials Credentials `json:"credentials"`
+}
+
+// Credentials are a consumer's secrets. None is stored in plain text in the config.
+type Credentials struct {
+	// APIKeys are API keys, as SHA-256 digests (limen hash-key) or from the environment.
+	APIKeys []APIKeyCredential `json:"api_keys,omitempty"`
+	// BasicAuth are username and password-hash pairs.
+	BasicAuth []BasicCredential `json:"basic_auth,omitempty"`
+}
+
+// APIKeyCredential is one API key. Exactly one of SHA256 and Key is set.
+type APIKeyCredential struct {
+	// ID names the credential in logs and upstream (X-Credential-Identifier); never the key.
+	ID string `json:"id,omitempty"`
+	// SHA256 is the hex SHA-256 digest of the key, as `limen hash-key` prints it.
+	SHA256 string `json:"sha256,omitempty" secret:"true"`
+	// Key is the key itself, allowed only from the environment: key: "${ACME_API_KEY}".
+	Key string `json:"key,omitempty" secret:"true" env:"only"`
+}
+
+// BasicCredential is one basic-auth login.
+type BasicCredential struct {
+	// Username is unique across consumers.
+	Username string `json:"username"`
+	// PasswordHash is a bcrypt ($2a$, $2b$, $2y$) or argon2id ($argon2id$v=19$...) hash.
+	PasswordHash string `json:"password_hash" secret:"true"`
 }

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
@@ -344,7 +346,104 @@ func (d *Document) validate() Errors {
 			}
 		}
 	}
+	d.validateConsumers(fail)
 	return errs
+}
+
+var sha256HexRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// minAPIKeyLen is the shortest API key accepted from the environment: 16 bytes of a random
+// alphabet is the least that resists guessing at gateway request rates.
+const minAPIKeyLen = 16
+
+func (d *Document) validateConsumers(fail func(path, format string, args ...any)) {
+	names := map[string]bool{}
+	keys := map[string]string{}  // digest -> where it was first seen
+	users := map[string]string{} // basic-auth username -> where
+	for i, c := range d.Config.Consumers {
+		p := fmt.Sprintf("consumers[%d]", i)
+		if c == nil {
+			fail(p, "empty consumer")
+			continue
+		}
+		switch {
+		case c.Name == "":
+			fail(p+".name", "a consumer needs a name")
+		case !nameRE.MatchString(c.Name):
+			fail(p+".name", "name %q may contain only letters, digits, '_', '.' and '-'", c.Name)
+		case names[c.Name]:
+			fail(p+".name", "consumer name %q is used twice", c.Name)
+		}
+		names[c.Name] = true
+		for j, g := range c.Groups {
+			if !nameRE.MatchString(g) {
+				fail(fmt.Sprintf("%s.groups[%d]", p, j), "group %q may contain only letters, digits, '_', '.' and '-'", g)
+			}
+		}
+		ids := map[string]bool{}
+		for j, k := range c.Credentials.APIKeys {
+			kp := fmt.Sprintf("%s.credentials.api_keys[%d]", p, j)
+			var digest string
+			switch {
+			case k.SHA256 != "" && k.Key != "":
+				fail(kp, "set sha256 or key, not both")
+				continue
+			case k.SHA256 != "":
+				if !sha256HexRE.MatchString(k.SHA256) {
+					fail(kp+".sha256", "want 64 lowercase hex digits, as `limen hash-key` prints")
+					continue
+				}
+				digest = k.SHA256
+			case k.Key != "":
+				if len(k.Key) < minAPIKeyLen {
+					fail(kp+".key", "the key is shorter than %d characters", minAPIKeyLen)
+					continue
+				}
+				sum := sha256.Sum256([]byte(k.Key))
+				digest = hex.EncodeToString(sum[:])
+			default:
+				fail(kp, "an API key needs sha256 (from `limen hash-key`) or key: \"${ENV}\"")
+				continue
+			}
+			if k.ID != "" {
+				if ids[k.ID] {
+					fail(kp+".id", "credential id %q is used twice", k.ID)
+				}
+				ids[k.ID] = true
+			}
+			if prev, dup := keys[digest]; dup {
+				fail(kp, "the same API key is already configured at %s: a key must identify one consumer", prev)
+				continue
+			}
+			keys[digest] = kp
+		}
+		for j, b := range c.Credentials.BasicAuth {
+			bp := fmt.Sprintf("%s.credentials.basic_auth[%d]", p, j)
+			switch {
+			case b.Username == "" || strings.ContainsAny(b.Username, ":\r\n"):
+				fail(bp+".username", "a username is required and may not contain ':' or line breaks")
+			case users[b.Username] != "":
+				fail(bp+".username", "username %q is already used at %s", b.Username, users[b.Username])
+			default:
+				users[b.Username] = bp
+			}
+			if !PasswordHashFormat(b.PasswordHash) {
+				fail(bp+".password_hash", "want a bcrypt ($2a$, $2b$, $2y$) or argon2id ($argon2id$v=19$...) hash")
+			}
+		}
+	}
+}
+
+// PasswordHashFormat reports whether h looks like a supported password hash. It checks the
+// encoding only; verification belongs to the basic_auth policy.
+func PasswordHashFormat(h string) bool {
+	switch {
+	case strings.HasPrefix(h, "$2a$"), strings.HasPrefix(h, "$2b$"), strings.HasPrefix(h, "$2y$"):
+		return len(h) == 60
+	case strings.HasPrefix(h, "$argon2id$v=19$"):
+		return strings.Count(h, "$") == 5
+	}
+	return false
 }
 
 func (d *Document) checkPhase(errs *Errors, path string, ps *PolicySpec) {

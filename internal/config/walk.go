@@ -114,7 +114,15 @@ func (w *walker) value(n *yaml.Node, t reflect.Type, path string) any {
 			if val == nil {
 				continue // null or invalid: leave the field unset (errors were recorded)
 			}
-			if f.Tag.Get("env") == "true" {
+			switch f.Tag.Get("env") {
+			case "true":
+				val = w.expandEnv(v, join(path, k.Value), val)
+			case "only":
+				// A secret that must not sit in the file: only a ${NAME} reference is accepted.
+				if s, ok := val.(string); ok && !strings.HasPrefix(strings.TrimSpace(s), "${") {
+					w.fail(v, join(path, k.Value), "a plain secret is not accepted in the config; reference an environment variable (\"${NAME}\") or store a digest instead")
+					continue
+				}
 				val = w.expandEnv(v, join(path, k.Value), val)
 			}
 			out[k.Value] = val

@@ -36,6 +36,16 @@ type Options struct {
 	NonIdempotent     bool
 	Attempts          *int
 	Upgrades          []string
+	// Identity names the headers that carry an authenticated caller upstream; empty names are
+	// not sent.
+	Identity IdentityHeaders
+}
+
+// IdentityHeaders name the headers set upstream for an authenticated request. They are set in
+// Rewrite, after hop-by-hop removal, so a client's Connection header cannot delete them, and the
+// server has already removed any copies the client sent.
+type IdentityHeaders struct {
+	ConsumerID, ConsumerGroups, ConsumerPlan, Credential, Anonymous string
 }
 
 type bufferPool struct{ p sync.Pool }
@@ -307,6 +317,27 @@ func (h *handler) rewrite(pr *httputil.ProxyRequest) {
 	if ex != nil && ex.RequestID != "" {
 		st.setHeader(out.Header, valRequestID, "X-Request-Id", ex.RequestID)
 	}
+	if ex != nil && ex.Principal != nil {
+		h.setIdentity(out.Header, ex.Principal)
+	}
+}
+
+func (h *handler) setIdentity(hdr http.Header, p *policy.Principal) {
+	set := func(name, v string) {
+		if name != "" && v != "" {
+			hdr.Set(name, v)
+		}
+	}
+	id := h.o.Identity
+	if p.Method == "anonymous" {
+		set(id.Anonymous, "true")
+	}
+	set(id.ConsumerID, p.ID)
+	if len(p.Groups) > 0 {
+		set(id.ConsumerGroups, strings.Join(p.Groups, ","))
+	}
+	set(id.ConsumerPlan, p.Plan)
+	set(id.Credential, p.Credential)
 }
 
 func (h *handler) modifyResponse(resp *http.Response) error {

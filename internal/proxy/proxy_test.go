@@ -119,6 +119,39 @@ func TestRewriteAndForwardingHeaders(t *testing.T) {
 	}
 }
 
+// TestIdentityHeaders: the principal goes upstream in the configured headers, set after
+// hop-by-hop removal so a client's Connection header cannot delete them.
+func TestIdentityHeaders(t *testing.T) {
+	var seen *http.Request
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = r }))
+	defer b.Close()
+	ids := IdentityHeaders{ConsumerID: "X-Consumer-Id", ConsumerGroups: "X-Consumer-Groups", ConsumerPlan: "X-Consumer-Plan", Credential: "X-Credential-Identifier", Anonymous: "X-Anonymous-Consumer"}
+	h := newProxy(t, Options{Identity: ids}, upstream.Options{}, b.URL)
+	for _, tc := range []struct {
+		p    *policy.Principal
+		want map[string]string
+	}{
+		{&policy.Principal{ID: "acme", Groups: []string{"a", "b"}, Plan: "pro", Credential: "k1", Method: "api_key"},
+			map[string]string{"X-Consumer-Id": "acme", "X-Consumer-Groups": "a,b", "X-Consumer-Plan": "pro", "X-Credential-Identifier": "k1", "X-Anonymous-Consumer": ""}},
+		{&policy.Principal{ID: "guest", Method: "anonymous"},
+			map[string]string{"X-Consumer-Id": "guest", "X-Anonymous-Consumer": "true", "X-Consumer-Groups": ""}},
+		{nil, map[string]string{"X-Consumer-Id": ""}},
+	} {
+		r := httptest.NewRequest("GET", "http://api.example.com/", nil)
+		r.Header.Set("Connection", "X-Consumer-Id, X-Consumer-Groups")
+		ex := &policy.Exchange{Principal: tc.p, RequestID: "rid"}
+		r = r.WithContext(policy.WithExchange(r.Context(), ex))
+		if err := h.ServeHTTP(httptest.NewRecorder(), r); err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range tc.want {
+			if got := seen.Header.Get(k); got != v {
+				t.Errorf("principal %+v: %s = %q, want %q", tc.p, k, got, v)
+			}
+		}
+	}
+}
+
 // TestForwardedChainExtended: a Forwarded chain that survived hygiene (it came from a trusted
 // proxy) gets the node Limen heard from appended, not the resolved client a second time.
 func TestForwardedChainExtended(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/limen-gateway/limen/internal/consumer"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -31,9 +32,10 @@ type builder struct {
 	metrics *telemetry.Metrics
 	dryRun  bool
 
-	snap   *Snapshot
-	errs   config.Errors
-	shared map[string]sharedPolicy
+	snap      *Snapshot
+	errs      config.Errors
+	shared    map[string]sharedPolicy
+	consumers *consumer.Directory
 }
 
 type sharedPolicy struct {
@@ -56,7 +58,8 @@ func compile(doc *config.Document, pool policy.Pool, metrics *telemetry.Metrics,
 			listeners: map[string]*listenerRoutes{},
 			upstreams: map[string]*upstream.Upstream{},
 		},
-		shared: map[string]sharedPolicy{},
+		shared:    map[string]sharedPolicy{},
+		consumers: consumer.New(doc.Config.Consumers),
 	}
 	b.buildAccessLog()
 	b.buildUpstreams()
@@ -199,7 +202,7 @@ func (b *builder) buildPolicy(path string, spec *config.PolicySpec, id, route st
 	}
 	bc := policy.BuildContext{
 		ID: id, Kind: spec.Kind, Route: route, Pool: b.pool, BaseDir: b.doc.BaseDir,
-		Logger: b.log.With("policy", id),
+		Logger: b.log.With("policy", id), Consumers: b.consumers,
 	}
 	p, err := kind.Build(bc, json.RawMessage(spec.Config))
 	if err != nil {
@@ -314,6 +317,7 @@ func (b *builder) terminal(path string, rc *config.Route, r *Route) (policy.Hand
 			Route: rc.Name, Upstream: up, PreserveHost: rc.PreserveHost,
 			Timeout: rc.Timeout.D(), StreamIdleTimeout: rc.StreamIdleTimeout.D(),
 			Upgrades: r.upgrades,
+			Identity: proxy.IdentityHeaders(b.cfg.Server.IdentityHeaders),
 		}
 		if rw := rc.Rewrite; rw != nil {
 			opts.RewriteHost = rw.Host

@@ -305,7 +305,7 @@ func (rt *Runtime) listenerSpecs(cfg *config.Config) ([]server.ListenerSpec, err
 			return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 		}
 		spec.Hygiene = server.Hygiene{
-			ClientIP: src, Trusted: trusted, StripHeaders: append(append([]string{}, IdentityHeaders...), cfg.Server.StripHeaders...),
+			ClientIP: src, Trusted: trusted, StripHeaders: stripHeaders(cfg),
 			Paths: httpx.PathOptions{
 				MergeSlashes:       cfg.Server.MergeSlashes == nil || *cfg.Server.MergeSlashes,
 				KeepEscapedSlashes: cfg.Server.EscapedSlashes == "keep",
@@ -333,7 +333,16 @@ func (rt *Runtime) listenerSpecs(cfg *config.Config) ([]server.ListenerSpec, err
 // so a client's copies are removed from every request, on every route, with or without auth.
 var IdentityHeaders = []string{
 	"X-Consumer-Id", "X-Consumer-Groups", "X-Consumer-Username", "X-Consumer-Plan",
-	"X-Authenticated-Userid", "X-Authenticated-Scope", "X-Credential-Identifier",
+	"X-Authenticated-Userid", "X-Authenticated-Scope", "X-Credential-Identifier", "X-Anonymous-Consumer",
+}
+
+// stripHeaders are the identity headers removed from every request: the built-in set, the
+// configured identity header names and server.strip_headers.
+func stripHeaders(cfg *config.Config) []string {
+	ih := cfg.Server.IdentityHeaders
+	out := append([]string{}, IdentityHeaders...)
+	out = append(out, ih.ConsumerID, ih.ConsumerGroups, ih.ConsumerPlan, ih.Credential, ih.Anonymous)
+	return append(out, cfg.Server.StripHeaders...)
 }
 
 func parseLevel(s string) slog.Level {

@@ -219,3 +219,7 @@ func FuzzParseSize(f *testing.F) {
 		}
 	})
 }
+
+func TestDocExamples(t *testing.T) {
+	policytest.CheckDocExamples(t, "../../docs/policies/body_limit.md", "body_limit")
+}

@@ -1,12 +1,12 @@
 package cors
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
+
+	"github.com/limen-gateway/limen/policy"
 )
 
 // Config is the configuration of the cors policy (the Fetch standard's CORS protocol,
@@ -40,36 +40,12 @@ type Config struct {
 	AllowCredentials bool `json:"allow_credentials,omitempty"`
 	// MaxAge is how long browsers may cache a preflight answer ("10m"), in whole seconds. Not
 	// sent when unset; browsers then cache for 5s and cap what they are given (Chromium at 2h).
-	MaxAge *Duration `json:"max_age,omitempty"`
+	MaxAge *policy.Duration `json:"max_age,omitempty"`
 	// AllowPrivateNetwork answers Private Network Access preflights
 	// (Access-Control-Request-Private-Network) from public sites to a gateway on a private
 	// network.
 	AllowPrivateNetwork bool `json:"allow_private_network,omitempty"`
 }
-
-// Duration is a Go duration written as a string ("90s", "10m"). Policies cannot use the
-// config package's type, so this is the cors policy's own.
-type Duration time.Duration
-
-// UnmarshalJSON reads a duration string; bare numbers are refused as ambiguous.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return errors.New(`want a duration such as "600s" or "10m"`)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf(`invalid duration %q: want e.g. "600s" or "10m"`, s)
-	}
-	if v < 0 {
-		return fmt.Errorf("duration %q must not be negative", s)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalJSON writes the duration as a string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
 // Validate checks origins, patterns, methods and headers, and the wildcard-with-credentials rules
 // browsers enforce (a credentialed response with a wildcard is rejected by the browser, so it is

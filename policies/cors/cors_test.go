@@ -402,3 +402,7 @@ func FuzzOriginPattern(f *testing.F) {
 		}
 	})
 }
+
+func TestDocExamples(t *testing.T) {
+	policytest.CheckDocExamples(t, "../../docs/policies/cors.md", "cors")
+}

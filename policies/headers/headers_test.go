@@ -413,3 +413,8 @@ func TestManyTemplates(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
+
+func TestDocExamples(t *testing.T) {
+	policytest.CheckDocExamples(t, "../../docs/policies/request_headers.md", "request_headers")
+	policytest.CheckDocExamples(t, "../../docs/policies/response_headers.md", "response_headers")
+}

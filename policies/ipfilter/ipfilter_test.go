@@ -219,3 +219,7 @@ func FuzzSet(f *testing.F) {
 		}
 	})
 }
+
+func TestDocExamples(t *testing.T) {
+	policytest.CheckDocExamples(t, "../../docs/policies/ip_filter.md", "ip_filter")
+}

@@ -59,7 +59,7 @@ var allowedModules = []string{
 	"golang.org/x/net", "golang.org/x/sys", "github.com/coder/websocket",
 	"github.com/beorn7/perks", "github.com/cespare/xxhash", "github.com/munnerz/goautoneg",
 	"google.golang.org/protobuf", "go.opentelemetry.io/", "github.com/redis/go-redis",
-	"github.com/golang-jwt/jwt", "github.com/MicahParks/keyfunc", "github.com/coreos/go-oidc",
+	"github.com/golang-jwt/jwt", "github.com/MicahParks/keyfunc", "github.com/MicahParks/jwkset", "github.com/coreos/go-oidc",
 	"github.com/pb33f/", "github.com/corazawaf/", "google.golang.org/grpc", "github.com/bufbuild/protocompile",
 	"github.com/tetratelabs/wazero", "github.com/http-wasm/", "github.com/sony/gobreaker",
 	"golang.org/x/crypto", "github.com/maypok86/otter", "github.com/kylelemons/godebug",

@@ -9,10 +9,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/limen-gateway/limen/policy"
@@ -20,19 +22,22 @@ import (
 )
 
 // Build builds an instance of kind from raw JSON through the registry, as runtime does.
-func Build(kind, raw string) (policy.Policy, error) {
+func Build(kind, raw string, opts ...func(*policy.BuildContext)) (policy.Policy, error) {
 	k, ok := policy.Lookup(kind)
 	if !ok {
 		return nil, fmt.Errorf("kind %q is not registered", kind)
 	}
 	bc := policy.BuildContext{ID: "routes/test/" + kind + "#0", Kind: kind, Route: "test"}
+	for _, o := range opts {
+		o(&bc)
+	}
 	return k.Build(bc, json.RawMessage(raw))
 }
 
 // MustBuild is Build for configs a test expects to be valid.
-func MustBuild(tb testing.TB, kind, raw string) policy.Policy {
+func MustBuild(tb testing.TB, kind, raw string, opts ...func(*policy.BuildContext)) policy.Policy {
 	tb.Helper()
-	p, err := Build(kind, raw)
+	p, err := Build(kind, raw, opts...)
 	if err != nil {
 		tb.Fatalf("build %s %s: %v", kind, raw, err)
 	}
@@ -114,10 +119,31 @@ func YAMLBlocks(tb testing.TB, path string) []string {
 // `policies:` list in the route form, and builds every entry of kind through the registry. It
 // fails when the page has no example of kind, so a page cannot quietly lose its examples.
 // Entries whose value is invalid on purpose are marked by a comment line "# invalid" in the block.
-func CheckDocExamples(t *testing.T, path, kind string) {
+// opts adjust the BuildContext (consumers, a pool) for kinds that need them.
+func CheckDocExamples(t *testing.T, path, kind string, opts ...func(*policy.BuildContext)) {
+	t.Helper()
+	checkDocExamples(t, path, kind, func(raw string) error { _, err := Build(kind, raw, opts...); return err })
+}
+
+// CheckDocHasExamples checks that the reference page at path parses and has an example of kind,
+// without building it (the kind's own tests build its examples with the context they need).
+func CheckDocHasExamples(t *testing.T, path, kind string) {
+	t.Helper()
+	checkDocExamples(t, path, kind, nil)
+}
+
+func checkDocExamples(t *testing.T, path, kind string, build func(raw string) error) {
 	t.Helper()
 	n := 0
 	for i, block := range YAMLBlocks(t, path) {
+		var top map[string]any
+		if err := yaml.Unmarshal([]byte(block), &top); err != nil {
+			t.Errorf("%s: yaml block %d: %v", path, i+1, err)
+			continue
+		}
+		if _, ok := top["policies"]; !ok {
+			continue // another part of the config (consumers:), shown for context
+		}
 		var doc struct {
 			Policies []map[string]any `yaml:"policies"`
 		}
@@ -128,6 +154,14 @@ func CheckDocExamples(t *testing.T, path, kind string) {
 			continue
 		}
 		wantErr := strings.Contains(block, "# invalid")
+		if build == nil {
+			for _, entry := range doc.Policies {
+				if _, ok := entry[kind]; ok {
+					n++
+				}
+			}
+			continue
+		}
 		for j, entry := range doc.Policies {
 			v, ok := entry[kind]
 			if !ok {
@@ -151,7 +185,7 @@ func CheckDocExamples(t *testing.T, path, kind string) {
 				continue
 			}
 			n++
-			_, err = Build(kind, string(raw))
+			err = build(string(raw))
 			switch {
 			case wantErr && err == nil:
 				t.Errorf("%s: yaml block %d entry %d is marked invalid but builds: %s", path, i+1, j+1, raw)
@@ -163,4 +197,57 @@ func CheckDocExamples(t *testing.T, path, kind string) {
 	if n == 0 {
 		t.Errorf("%s has no yaml example of %s", path, kind)
 	}
+}
+
+// Pool is a policy.Pool for tests: objects are shared by key and closed when the last holder
+// releases them, like the runtime's.
+type Pool struct {
+	mu      sync.Mutex
+	entries map[string]*poolEntry
+}
+
+type poolEntry struct {
+	obj  any
+	refs int
+}
+
+// Acquire implements policy.Pool.
+func (p *Pool) Acquire(key string, create func() (any, error)) (any, func(), error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.entries == nil {
+		p.entries = map[string]*poolEntry{}
+	}
+	e, ok := p.entries[key]
+	if !ok {
+		obj, err := create()
+		if err != nil {
+			return nil, nil, err
+		}
+		e = &poolEntry{obj: obj}
+		p.entries[key] = e
+	}
+	e.refs++
+	var once sync.Once
+	return e.obj, func() {
+		once.Do(func() {
+			p.mu.Lock()
+			e.refs--
+			last := e.refs == 0
+			if last {
+				delete(p.entries, key)
+			}
+			p.mu.Unlock()
+			if c, ok := e.obj.(io.Closer); last && ok {
+				_ = c.Close()
+			}
+		})
+	}, nil
+}
+
+// Len returns how many objects the pool holds.
+func (p *Pool) Len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.entries)
 }

@@ -1,0 +1,85 @@
+package config
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+	"testing"
+)
+
+const bcryptHash = "$2y$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW"
+
+func TestConsumersValid(t *testing.T) {
+	key := "acme-key-from-the-environment-0123"
+	t.Setenv("LIMEN_TEST_ACME_KEY", key)
+	sum := sha256.Sum256([]byte("other"))
+	doc := `consumers:
+  - name: acme
+    groups: [partners, eu]
+    plan: pro
+    metadata: { tier: gold }
+    credentials:
+      api_keys:
+        - { id: k1, sha256: "` + hex.EncodeToString(sum[:]) + `" }
+        - { id: k2, key: "${LIMEN_TEST_ACME_KEY}" }
+      basic_auth:
+        - { username: acme, password_hash: "` + bcryptHash + `" }
+  - name: guest
+server:
+  identity_headers: { consumer_id: X-Client }
+`
+	d, err := Parse("limen.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := d.Config.Consumers[0]
+	if c.Credentials.APIKeys[1].Key != key || c.Plan != "pro" || c.Metadata["tier"] != "gold" {
+		t.Fatalf("decoded %+v", c)
+	}
+	ih := d.Config.Server.IdentityHeaders
+	if ih.ConsumerID != "X-Client" || ih.ConsumerGroups != "X-Consumer-Groups" {
+		t.Errorf("identity headers %+v", ih)
+	}
+	red := string(d.Redacted())
+	for _, secret := range []string{key, hex.EncodeToString(sum[:]), bcryptHash} {
+		if strings.Contains(red, secret) {
+			t.Errorf("redacted config shows %q", secret)
+		}
+	}
+	if !strings.Contains(red, `"acme"`) || !strings.Contains(red, "partners") {
+		t.Error("redaction removed more than secrets")
+	}
+	if d.Config.Consumers[0].Credentials.APIKeys[1].Key != key {
+		t.Error("redaction changed the running config")
+	}
+}
+
+func TestConsumersErrors(t *testing.T) {
+	t.Setenv("LIMEN_TEST_SHORT_KEY", "short")
+	digest := strings.Repeat("ab", 32)
+	cases := []struct{ name, doc, want string }{
+		{"plain key in the file", "consumers:\n  - name: a\n    credentials:\n      api_keys: [{ key: \"acme-plain-key-0123456789\" }]\n",
+			`limen.yaml:4: consumers[0].credentials.api_keys[0].key: a plain secret is not accepted`},
+		{"short env key", "consumers:\n  - name: a\n    credentials:\n      api_keys: [{ key: \"${LIMEN_TEST_SHORT_KEY}\" }]\n", `shorter than 16`},
+		{"unset env key", "consumers:\n  - name: a\n    credentials:\n      api_keys: [{ key: \"${LIMEN_TEST_UNSET_KEY}\" }]\n", `LIMEN_TEST_UNSET_KEY is empty or unset`},
+		{"bad digest", "consumers:\n  - name: a\n    credentials:\n      api_keys: [{ sha256: \"abc\" }]\n", `consumers[0].credentials.api_keys[0].sha256: want 64 lowercase hex digits`},
+		{"no key", "consumers:\n  - name: a\n    credentials:\n      api_keys: [{ id: x }]\n", `needs sha256`},
+		{"both", "consumers:\n  - name: a\n    credentials:\n      api_keys: [{ sha256: \"" + digest + "\", key: \"${HOME}\" }]\n", `set sha256 or key, not both`},
+		{"same key twice", "consumers:\n  - name: a\n    credentials:\n      api_keys: [{ sha256: \"" + digest + "\" }]\n  - name: b\n    credentials:\n      api_keys: [{ sha256: \"" + digest + "\" }]\n",
+			`the same API key is already configured at consumers[0].credentials.api_keys[0]`},
+		{"duplicate consumer", "consumers:\n  - name: a\n  - name: a\n", `consumer name "a" is used twice`},
+		{"no name", "consumers:\n  - groups: [x]\n", `a consumer needs a name`},
+		{"bad group", "consumers:\n  - { name: a, groups: [\"a b\"] }\n", `group "a b" may contain only`},
+		{"weak hash", "consumers:\n  - name: a\n    credentials:\n      basic_auth: [{ username: a, password_hash: \"{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\" }]\n", `want a bcrypt`},
+		{"duplicate username", "consumers:\n  - name: a\n    credentials:\n      basic_auth: [{ username: u, password_hash: \"" + bcryptHash + "\" }]\n  - name: b\n    credentials:\n      basic_auth: [{ username: u, password_hash: \"" + bcryptHash + "\" }]\n", `username "u" is already used`},
+		{"colon in username", "consumers:\n  - name: a\n    credentials:\n      basic_auth: [{ username: \"a:b\", password_hash: \"" + bcryptHash + "\" }]\n", `may not contain ':'`},
+		{"unknown credential kind", "consumers:\n  - name: a\n    credentials:\n      api_key: []\n", `unknown field "api_key" (did you mean "api_keys"?)`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := parseErrs(t, c.doc); !strings.Contains(got, c.want) {
+				t.Errorf("errors:\n%s\nwant one containing:\n%s", got, c.want)
+			}
+		})
+	}
+}

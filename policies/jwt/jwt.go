@@ -1,0 +1,270 @@
+// Package jwt provides the jwt policy: bearer tokens verified with golang-jwt against an
+// issuer's keys (a JWK Set URL kept fresh by keyfunc, OpenID Connect discovery, or local public
+// keys), with the checks a public API needs: an algorithm allow-list (never "none", never HMAC),
+// a required and checked expiry, issuer and audience, nbf/iat with leeway, typ and azp, no ID
+// tokens as access tokens, and a size cap. Header parameters that point at keys (jku, x5u, jwk,
+// x5c) are never followed: keys come from configuration only.
+package jwt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	gojwt "github.com/golang-jwt/jwt/v5"
+
+	"github.com/limen-gateway/limen/internal/authn"
+	"github.com/limen-gateway/limen/policy"
+)
+
+// Kind is the policy kind this package registers.
+const Kind = "jwt"
+
+var phases = policy.PhaseRange{Default: policy.Authn, Min: policy.Edge, Max: policy.Authz}
+
+func init() {
+	policy.Register(Kind, phases, build)
+}
+
+var _ policy.Policy = (*verifier)(nil)
+
+type verifier struct {
+	cfg       Config
+	parser    *gojwt.Parser
+	keys      keySet
+	release   func()
+	consumers policy.Consumers
+	anonymous *policy.Principal
+	forward   []forwardClaim
+
+	missing, invalid *policy.Error
+	unavailable      *policy.Error
+}
+
+type forwardClaim struct{ header, claim string }
+
+func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
+	anon, err := authn.Anonymous(bc.Consumers, c.Anonymous)
+	if err != nil {
+		return nil, err
+	}
+	v := &verifier{cfg: *c, consumers: bc.Consumers, anonymous: anon}
+	v.parser = gojwt.NewParser(
+		gojwt.WithValidMethods(c.Algorithms),
+		gojwt.WithExpirationRequired(), // v5 accepts a token without exp unless told otherwise
+		gojwt.WithIssuer(c.Issuer),
+		gojwt.WithAudience(c.Audiences...),
+		gojwt.WithLeeway(c.Leeway.D()),
+		gojwt.WithIssuedAt(),
+		gojwt.WithStrictDecoding(),
+	)
+	for h, claim := range c.ForwardClaims {
+		v.forward = append(v.forward, forwardClaim{header: http.CanonicalHeaderKey(h), claim: claim})
+	}
+	slices.SortFunc(v.forward, func(a, b forwardClaim) int { return strings.Compare(a.header, b.header) })
+
+	if len(c.Keys) > 0 {
+		lk, err := loadLocalKeys(bc.BaseDir, c.Keys)
+		if err != nil {
+			return nil, err
+		}
+		v.keys, v.release = lk, func() {}
+	} else {
+		log := bc.Logger
+		if log == nil {
+			log = slog.New(slog.DiscardHandler)
+		}
+		o := remoteOptions{issuer: c.Issuer, jwksURL: c.JWKSURL, refresh: c.RefreshInterval.D(), log: log}
+		if c.CA != "" {
+			o.ca = c.CA
+			if !filepath.IsAbs(o.ca) {
+				o.ca = filepath.Join(bc.BaseDir, o.ca)
+			}
+		}
+		if bc.Pool == nil {
+			return nil, errors.New("jwt: no pool to keep the key set in")
+		}
+		obj, release, err := bc.Pool.Acquire(o.poolKey(), func() (any, error) { return newRemoteKeys(o) })
+		if err != nil {
+			return nil, err
+		}
+		v.keys, v.release = obj.(*remoteKeys), release
+	}
+
+	realm := "realm=" + authn.QuoteParam(c.Realm)
+	v.missing = authn.Challenge("token_missing", "a bearer token is required", "Bearer "+realm)
+	v.invalid = authn.Challenge("token_invalid", "the token is not valid", "Bearer "+realm+`, error="invalid_token"`)
+	v.unavailable = &policy.Error{Status: http.StatusServiceUnavailable, Code: "auth_unavailable",
+		Detail: "the token issuer's keys are not available; retry later", Header: http.Header{"Retry-After": {"5"}}}
+	return v, nil
+}
+
+// Close releases the shared key set.
+func (v *verifier) Close() error {
+	v.release()
+	return nil
+}
+
+// Wrap authenticates the request, unless an earlier authentication policy already did.
+func (v *verifier) Wrap(next policy.Handler) policy.Handler {
+	return policy.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		// Claim headers are the gateway's to set: a client's copies go whatever happens next.
+		for _, f := range v.forward {
+			r.Header.Del(f.header)
+		}
+		ex := policy.ExchangeFrom(r.Context())
+		if ex == nil {
+			return v.invalid
+		}
+		if ex.Principal != nil && ex.Principal.Method != "anonymous" {
+			return next.ServeHTTP(w, r)
+		}
+		found, ok := authn.Read(r, v.cfg.From)
+		if !ok {
+			switch {
+			case v.anonymous != nil && ex.Principal == nil:
+				ex.Principal = v.anonymous
+			case v.anonymous == nil && !v.cfg.Optional && ex.Principal == nil:
+				return v.missing
+			}
+			return next.ServeHTTP(w, r)
+		}
+		claims, err := v.verify(r.Context(), found.Value)
+		if err != nil {
+			if errors.Is(err, errKeysUnavailable) {
+				return v.unavailable
+			}
+			return &policy.Error{Status: v.invalid.Status, Code: v.invalid.Code, Detail: v.invalid.Detail, Header: v.invalid.Header, Err: err}
+		}
+		p, err := v.principal(claims)
+		if err != nil {
+			return &policy.Error{Status: v.invalid.Status, Code: v.invalid.Code, Detail: v.invalid.Detail, Header: v.invalid.Header, Err: err}
+		}
+		ex.Principal = p
+		if !v.cfg.KeepToken {
+			authn.Remove(r, found.Source)
+		}
+		for _, f := range v.forward {
+			if s, ok := claimString(claims, f.claim); ok {
+				authn.SetUpstreamHeader(r, f.header, s)
+			}
+		}
+		return next.ServeHTTP(w, r)
+	})
+}
+
+// verify parses and checks a token; the error says why, for the log only.
+func (v *verifier) verify(ctx context.Context, token string) (gojwt.MapClaims, error) {
+	if token == "" {
+		return nil, errors.New("empty token")
+	}
+	if len(token) > v.cfg.MaxTokenBytes {
+		return nil, fmt.Errorf("token larger than %d bytes", v.cfg.MaxTokenBytes)
+	}
+	claims := gojwt.MapClaims{}
+	tok, err := v.parser.ParseWithClaims(token, claims, v.keys.keyfunc(ctx))
+	if err != nil {
+		if errors.Is(err, errKeysUnavailable) {
+			return nil, errKeysUnavailable
+		}
+		return nil, err
+	}
+	if !v.typeAllowed(tok.Header["typ"]) {
+		return nil, fmt.Errorf("token type %v is not accepted", tok.Header["typ"])
+	}
+	if _, isIDToken := claims["nonce"]; isIDToken && !v.cfg.AcceptIDTokens {
+		return nil, errors.New("an ID token (it carries a nonce) is not an access token")
+	}
+	if len(v.cfg.AuthorizedParties) > 0 {
+		azp, _ := claims["azp"].(string)
+		if !slices.Contains(v.cfg.AuthorizedParties, azp) {
+			return nil, fmt.Errorf("azp %q is not allowed", azp)
+		}
+	}
+	for name, want := range v.cfg.RequiredClaims {
+		if !authn.ClaimMatches(claims, name, want) {
+			return nil, fmt.Errorf("claim %s does not match", name)
+		}
+	}
+	return claims, nil
+}
+
+func (v *verifier) typeAllowed(typ any) bool {
+	if typ == nil {
+		return true
+	}
+	s, ok := typ.(string)
+	if !ok {
+		return false
+	}
+	s = strings.TrimPrefix(strings.ToLower(s), "application/")
+	for _, t := range v.cfg.TokenTypes {
+		if strings.EqualFold(t, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// principal maps verified claims to the caller: a consumer through consumer_claim, or the
+// token's subject.
+func (v *verifier) principal(claims gojwt.MapClaims) (*policy.Principal, error) {
+	sub, _ := claims["sub"].(string)
+	p := &policy.Principal{ID: sub, Method: "jwt", Scopes: scopes(claims), Claims: claims}
+	if v.cfg.ConsumerClaim != "" && v.consumers != nil {
+		if name, ok := claimString(claims, v.cfg.ConsumerClaim); ok {
+			if c := v.consumers.Lookup(name); c != nil {
+				p.ID, p.Groups, p.Plan, p.Consumer = c.Name, c.Groups, c.Plan, c
+			}
+		}
+		if p.Consumer == nil && v.cfg.RequireConsumer {
+			return nil, fmt.Errorf("claim %s names no configured consumer", v.cfg.ConsumerClaim)
+		}
+	}
+	if p.ID == "" {
+		return nil, errors.New("the token has no subject and maps to no consumer")
+	}
+	return p, nil
+}
+
+// scopes reads "scope" (space-separated, RFC 8693 §4.2) or "scp" (a string or a list).
+func scopes(claims gojwt.MapClaims) []string {
+	for _, name := range []string{"scope", "scp"} {
+		switch x := claims[name].(type) {
+		case string:
+			return strings.Fields(x)
+		case []any:
+			out := make([]string, 0, len(x))
+			for _, e := range x {
+				if s, ok := e.(string); ok {
+					out = append(out, s)
+				}
+			}
+			return out
+		}
+	}
+	return nil
+}
+
+// claimString renders a scalar claim (or a list of scalars, comma-separated) for a header.
+func claimString(claims map[string]any, path string) (string, bool) {
+	v, ok := authn.Claim(claims, path)
+	if !ok {
+		return "", false
+	}
+	if list, ok := v.([]any); ok {
+		parts := make([]string, 0, len(list))
+		for _, e := range list {
+			if s, ok := authn.Scalar(e); ok {
+				parts = append(parts, s)
+			}
+		}
+		return strings.Join(parts, ","), len(parts) > 0
+	}
+	return authn.Scalar(v)
+}
