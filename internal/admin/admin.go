@@ -24,6 +24,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"github.com/limen-gateway/limen/internal/audit"
 	"io"
 	"log/slog"
 	"mime"
@@ -61,6 +62,9 @@ type Options struct {
 	Addrs []string
 	// Tokens are the configured credentials.
 	Tokens []Token
+	// Audit receives the admin API's security events: refused credentials, config reads,
+	// validations and rejected pushes (the runtime records applied pushes with their diff).
+	Audit func(audit.Event)
 }
 
 // maxBody caps pushed configs: a config is text, and an unbounded read is a memory exhaustion.
@@ -79,6 +83,7 @@ type api struct {
 	hosts    map[string]bool // host:port values Host and Origin may name (loopback only)
 	anyPort  map[string]bool // hosts of addresses bound to port 0
 	canWrite bool
+	audit    func(audit.Event)
 }
 
 // endpoint is one admin path: a read handler (GET and HEAD) and/or a write handler for one
@@ -110,7 +115,7 @@ func New(o Options, ctl Controller, metrics http.Handler, log *slog.Logger) http
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &api{tokens: o.Tokens, ctl: ctl, metrics: metrics, log: log, loopback: len(o.Addrs) > 0,
+	a := &api{tokens: o.Tokens, ctl: ctl, metrics: metrics, log: log, loopback: len(o.Addrs) > 0, audit: o.Audit,
 		hosts: map[string]bool{}, anyPort: map[string]bool{}}
 	for _, addr := range o.Addrs {
 		host, port, err := net.SplitHostPort(addr)
@@ -353,7 +358,29 @@ func (a *api) unauthorized(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) refuse(w http.ResponseWriter, r *http.Request, status int, msg string) {
 	a.log.Debug("admin request refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "status", status)
+	switch status {
+	case http.StatusUnauthorized:
+		a.record(r, nil, audit.Event{Event: audit.AuthnFailure, Status: status, Result: "unauthorized"})
+	case http.StatusForbidden:
+		e := audit.Event{Event: audit.AuthzDenied, Status: status, Result: "forbidden"}
+		a.record(r, a.token(r), e)
+	}
 	fail(w, status, msg)
+}
+
+// record sends an admin event to the audit trail, naming the call, the caller and the token.
+func (a *api) record(r *http.Request, tok *Token, e audit.Event) {
+	if a.audit == nil {
+		return
+	}
+	if e.Event == "" {
+		e.Event = audit.Admin
+	}
+	e.Route, e.Action, e.Remote = "admin", r.Method+" "+r.URL.EscapedPath(), r.RemoteAddr
+	if tok != nil {
+		e.Actor = tok.Name
+	}
+	a.audit(e)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -391,6 +418,9 @@ func (a *api) getConfig(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
+	if r.Method == http.MethodGet {
+		a.record(r, a.token(r), audit.Event{Result: "ok", OldHash: hash})
+	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(doc)
 }
@@ -416,10 +446,12 @@ func (a *api) validate(w http.ResponseWriter, r *http.Request, tok *Token) {
 	}
 	if err := a.ctl.Validate(body); err != nil {
 		a.log.Info("admin config validated", "token", tok.Name, "remote", r.RemoteAddr, "valid", false)
+		a.record(r, tok, audit.Event{Result: "invalid", Errors: errorList(err)})
 		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"valid": false, "errors": errorList(err)})
 		return
 	}
 	a.log.Info("admin config validated", "token", tok.Name, "remote", r.RemoteAddr, "valid", true)
+	a.record(r, tok, audit.Event{Result: "valid"})
 	writeJSON(w, http.StatusOK, map[string]any{"valid": true})
 }
 
@@ -445,6 +477,8 @@ func (a *api) putConfig(w http.ResponseWriter, r *http.Request, tok *Token) {
 	hash, err := a.ctl.Apply(body, match, tok.Name+"@"+r.RemoteAddr)
 	if err != nil {
 		a.log.Warn("admin config push rejected", "token", tok.Name, "remote", r.RemoteAddr, "if_match", match, "err", err)
+		_, cur := a.ctl.Config()
+		a.record(r, tok, audit.Event{Result: "rejected", OldHash: cur, Errors: errorList(err)})
 		if errors.Is(err, ErrPreconditionFailed) {
 			fail(w, http.StatusPreconditionFailed, err.Error())
 			return

@@ -67,8 +67,9 @@ type Found struct {
 }
 
 // Read returns the first credential present in r among sources, in order. A source that is
-// present but empty (or lacks its prefix) counts as present with an empty value, so a malformed
-// credential is refused rather than skipped in favour of the next one.
+// present but empty, or present twice, counts as present with an empty value, so a malformed
+// credential is refused rather than skipped in favour of the next one. A header whose value
+// lacks the source's prefix (another authentication scheme) does not count as present.
 func Read(r *http.Request, sources []Source) (Found, bool) {
 	for i := range sources {
 		s := &sources[i]
@@ -84,7 +85,9 @@ func Read(r *http.Request, sources []Source) (Found, bool) {
 			v := vs[0]
 			if s.Prefix != "" {
 				if len(v) < len(s.Prefix) || !strings.EqualFold(v[:len(s.Prefix)], s.Prefix) {
-					return Found{Source: s}, true
+					// Another scheme in the same header ("Basic" where "Bearer " is
+					// expected) is another method's credential, not a malformed one.
+					continue
 				}
 				v = v[len(s.Prefix):]
 			}

@@ -115,6 +115,10 @@ func applyDefaults(c *Config) {
 	setStr(&c.Logging.Access.Format, "json")
 	setStr(&c.Logging.Access.Output, "stdout")
 	setInt(&c.Logging.Access.Buffer, 4096)
+	setStr(&c.Logging.Audit.Output, "off")
+	if c.Logging.Audit.PerSecond == 0 {
+		c.Logging.Audit.PerSecond = 20
+	}
 }
 
 // resolvePaths makes every referenced file absolute (relative to the config's directory) and
@@ -145,6 +149,9 @@ func (d *Document) resolvePaths() {
 			abs(&t.Cert)
 			abs(&t.Key)
 		}
+	}
+	if out := c.Logging.Audit.Output; out != "stdout" && out != "stderr" && out != "off" && !filepath.IsAbs(out) {
+		c.Logging.Audit.Output = filepath.Join(d.BaseDir, out)
 	}
 	if c.Logging.Access.Output != "stdout" && c.Logging.Access.Output != "stderr" && c.Logging.Access.Output != "off" {
 		if !filepath.IsAbs(c.Logging.Access.Output) {

@@ -353,6 +353,19 @@ type Logging struct {
 	Level string `json:"level,omitempty"`
 	// Access configures the access log.
 	Access AccessLog `json:"access"`
+	// Audit configures the audit trail of security events.
+	Audit AuditLog `json:"audit"`
+}
+
+// AuditLog configures the audit trail: authentication failures, authorization denials, admin
+// API calls and reloads, as JSON lines, apart from the access log.
+type AuditLog struct {
+	// Output is off (default), stdout, stderr or a file path (appended to, created 0600).
+	Output string `json:"output,omitempty"`
+	// PerSecond bounds authentication failures and authorization denials recorded per second
+	// (each kind separately, bursts of ten times that); the rest are counted in the next line.
+	// Default 20.
+	PerSecond float64 `json:"per_second,omitempty"`
 }
 
 // AccessLog configures the per-request log.

@@ -347,6 +347,9 @@ func (d *Document) validate() Errors {
 		}
 	}
 	d.validateConsumers(fail)
+	if c.Logging.Audit.PerSecond < 0 {
+		fail("logging.audit.per_second", "must be positive")
+	}
 	return errs
 }
 

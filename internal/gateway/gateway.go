@@ -122,7 +122,7 @@ func adminSpecs(cfg *config.Config, rt *runtime.Runtime, metrics *telemetry.Metr
 		s.ReadHeaderTimeout, s.IdleTimeout, s.MaxHeaderBytes = 10*time.Second, 60*time.Second, 64<<10
 	}
 	if a := cfg.Admin; a != nil {
-		opts := admin.Options{Addrs: []string{a.Addr}}
+		opts := admin.Options{Addrs: []string{a.Addr}, Audit: rt.Audit}
 		for _, t := range a.Tokens {
 			opts.Tokens = append(opts.Tokens, admin.Token{Name: t.Name, Secret: t.Token, Scope: t.Scope})
 		}

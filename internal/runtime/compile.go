@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/limen-gateway/limen/internal/audit"
 	"github.com/limen-gateway/limen/internal/consumer"
 	"log/slog"
 	"net/http"
@@ -62,6 +63,7 @@ func compile(doc *config.Document, pool policy.Pool, metrics *telemetry.Metrics,
 		consumers: consumer.New(doc.Config.Consumers),
 	}
 	b.buildAccessLog()
+	b.buildAuditLog()
 	b.buildUpstreams()
 	b.buildSharedPolicies()
 	b.buildRoutes()
@@ -88,6 +90,23 @@ func (b *builder) buildAccessLog() {
 	}
 	b.snap.releases = append(b.snap.releases, release)
 	b.snap.access = obj.(*telemetry.AccessLog)
+}
+
+func (b *builder) buildAuditLog() {
+	a := b.cfg.Logging.Audit
+	if b.dryRun || a.Output == "" || a.Output == "off" {
+		return
+	}
+	key := "auditlog/" + a.Output + "/" + strconv.FormatFloat(a.PerSecond, 'g', -1, 64)
+	obj, release, err := b.pool.Acquire(key, func() (any, error) {
+		return audit.Open(audit.Options{Output: a.Output, PerSecond: a.PerSecond})
+	})
+	if err != nil {
+		b.fail("logging.audit.output", "%v", err)
+		return
+	}
+	b.snap.releases = append(b.snap.releases, release)
+	b.snap.audit = obj.(*audit.Log)
 }
 
 func (b *builder) buildUpstreams() {

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"github.com/limen-gateway/limen/internal/audit"
 	"net/http"
 	"sync"
 	"time"
@@ -59,6 +60,9 @@ func (rt *Runtime) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rt.opts.Metrics.Denied(ex.Route, ex.DeniedBy, code)
 		}
 	}
+	if s.audit != nil && ex.DeniedBy != "" && (status == http.StatusUnauthorized || status == http.StatusForbidden) {
+		s.auditDenial(ex, r, status)
+	}
 	now := time.Now()
 	if route != nil && route.metrics != nil {
 		route.metrics.Observe(r.Method, status, now.Sub(ex.Start))
@@ -100,4 +104,23 @@ func (s *Snapshot) route(ex *policy.Exchange, r *http.Request) (*Route, error) {
 	route := lr.routes[idx]
 	ex.Route = route.Name
 	return route, nil
+}
+
+// auditDenial records a policy's 401 (an authentication failure) or 403 (an authorization
+// denial) in the audit trail, which rate-limits them.
+func (s *Snapshot) auditDenial(ex *policy.Exchange, r *http.Request, status int) {
+	e := audit.Event{
+		Event: audit.AuthzDenied, RequestID: ex.RequestID, Method: r.Method, Host: r.Host,
+		Path: r.URL.EscapedPath(), Route: ex.Route, Policy: ex.DeniedBy, Code: ex.ErrorCode, Status: status,
+	}
+	if status == http.StatusUnauthorized {
+		e.Event = audit.AuthnFailure
+	}
+	if ex.ClientIP.IsValid() {
+		e.ClientIP = ex.ClientIP.String()
+	}
+	if ex.Principal != nil {
+		e.Principal = ex.Principal.ID
+	}
+	s.audit.Request(e)
 }

@@ -4,10 +4,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/limen-gateway/limen/internal/audit"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -138,6 +140,9 @@ func (rt *Runtime) applyDoc(doc *config.Document, source string) error {
 	old := rt.current.Load()
 	if old != nil && old.Hash == doc.Hash {
 		rt.status.LastReload = &Reload{At: time.Now(), Source: source, OK: true, NoOp: true, Hash: doc.Hash}
+		e := reloadEvent(source)
+		e.Result, e.OldHash, e.NewHash = "noop", old.Hash, doc.Hash
+		old.audit.Record(e)
 		return nil
 	}
 	snap, err := compile(doc, rt.pool, rt.opts.Metrics, rt.log, false)
@@ -179,6 +184,14 @@ func (rt *Runtime) applyDoc(doc *config.Document, source string) error {
 		f(doc)
 	}
 	rt.log.Info("config applied", "source", source, "hash", short(doc.Hash), "routes", len(snap.routes))
+	e := reloadEvent(source)
+	e.Result, e.NewHash = "ok", doc.Hash
+	var prev *config.Config
+	if old != nil {
+		e.OldHash, prev = old.Hash, old.Doc.Config
+	}
+	e.Changed = config.Diff(prev, doc.Config)
+	snap.audit.Record(e)
 	return nil
 }
 
@@ -195,6 +208,38 @@ func (rt *Runtime) recordFailureLocked(source string, err error) {
 		rt.opts.Metrics.Reload(false, "")
 	}
 	rt.log.Error("config rejected; the previous config keeps serving", "source", source, "errors", errorLines(err))
+	cur := rt.current.Load()
+	e := reloadEvent(source)
+	e.Result, e.Errors = "rejected", errorLines(err)
+	if cur != nil {
+		e.OldHash = cur.Hash
+		cur.audit.Record(e)
+	}
+}
+
+// Audit records an event in the running config's audit trail (a no-op without one).
+// Authentication failures and denials go through the trail's rate limit and never block.
+func (rt *Runtime) Audit(e audit.Event) {
+	cur := rt.current.Load()
+	if cur == nil {
+		return
+	}
+	switch e.Event {
+	case audit.AuthnFailure, audit.AuthzDenied:
+		cur.audit.Request(e)
+	default:
+		cur.audit.Record(e)
+	}
+}
+
+// reloadEvent starts the audit event of a reload: an admin event for a push through the admin
+// API (source "admin:<token>@<remote>"), a reload event otherwise.
+func reloadEvent(source string) audit.Event {
+	if who, ok := strings.CutPrefix(source, "admin:"); ok {
+		actor, remote, _ := strings.Cut(who, "@")
+		return audit.Event{Event: audit.Admin, Action: "PUT /admin/config", Actor: actor, Remote: remote, Source: "admin"}
+	}
+	return audit.Event{Event: audit.Reload, Source: source}
 }
 
 func errorLines(err error) []string {

@@ -4,6 +4,7 @@
 package runtime
 
 import (
+	"github.com/limen-gateway/limen/internal/audit"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,7 @@ type Snapshot struct {
 	listeners map[string]*listenerRoutes
 	upstreams map[string]*upstream.Upstream
 	access    *telemetry.AccessLog
+	audit     *audit.Log
 
 	releases []func()     // pool references and closers, released with the snapshot
 	closers  []io.Closer  // policy instances holding resources
@@ -108,11 +110,10 @@ func (s *Snapshot) close() {
 		for _, u := range s.upstreams {
 			_ = u.Close()
 		}
+		// The access log and audit trail are pooled: releasing closes them when no other
+		// snapshot holds them. Closing them here would silence the snapshot that replaced this one.
 		for i := len(s.releases) - 1; i >= 0; i-- {
 			s.releases[i]()
-		}
-		if s.access != nil {
-			_ = s.access.Close()
 		}
 	})
 }
