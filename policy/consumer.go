@@ -1,5 +1,7 @@
 package policy
 
+import "crypto/x509"
+
 // Consumer is a configured API client (top-level consumers: in the config). Authentication
 // policies map a verified credential to one; authorization and traffic-control policies read it
 // through the request's Principal.
@@ -27,6 +29,11 @@ type Consumers interface {
 	// Basic returns the principal for the basic-auth username (Method "basic_auth") and the
 	// password hash to verify against (bcrypt or argon2id, in their usual encodings), or nil.
 	Basic(username string) (p *Principal, passwordHash string)
+	// Certificate returns the principal for a client certificate the listener verified (Method
+	// "mtls", Credential the identity that matched, e.g. "uri:spiffe://acme/billing"), matched
+	// by SHA-256 fingerprint, then URI, DNS and email SANs, then the subject's common name; or
+	// nil.
+	Certificate(leaf *x509.Certificate) *Principal
 	// All returns every consumer, in config order.
 	All() []*Consumer
 }

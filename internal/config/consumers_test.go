@@ -3,6 +3,9 @@ package config
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -81,5 +84,37 @@ func TestConsumersErrors(t *testing.T) {
 				t.Errorf("errors:\n%s\nwant one containing:\n%s", got, c.want)
 			}
 		})
+	}
+}
+
+func TestClientAuthAndCertificateCredentials(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"c.pem", "k.pem", "ca.pem"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good := "listeners:\n  - name: l\n    addr: \":8443\"\n    tls:\n      certificates: [{ cert: c.pem, key: k.pem, client_auth: { ca: ca.pem, mode: optional } }]\n      client_auth: { ca: ca.pem }\n" +
+		"consumers:\n  - name: svc\n    credentials: { certificates: [{ uri: \"spiffe://acme/svc\" }, { fingerprint: \"" + strings.Repeat("ab", 32) + "\" }] }\n"
+	d, err := ParseAt(filepath.Join(dir, "limen.yaml"), []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := d.Config.Listeners[0].TLS.ClientAuth.CA
+	if !filepath.IsAbs(ca) || !slices.Contains(d.Files, ca) {
+		t.Errorf("client CA %q is not resolved and watched (%v)", ca, d.Files)
+	}
+	for _, c := range []struct{ doc, want string }{
+		{"listeners:\n  - name: l\n    addr: \":8443\"\n    tls: { certificates: [{ cert: c.pem, key: k.pem }], client_auth: { mode: require } }\n", "client_auth needs a ca"},
+		{"listeners:\n  - name: l\n    addr: \":8443\"\n    tls: { certificates: [{ cert: c.pem, key: k.pem }], client_auth: { ca: ca.pem, mode: maybe } }\n", `mode "maybe"`},
+		{"listeners:\n  - name: l\n    addr: \":8443\"\n    tls: { certificates: [{ cert: c.pem, key: k.pem }], client_auth: { ca: missing.pem } }\n", "missing.pem"},
+		{"consumers:\n  - name: a\n    credentials: { certificates: [{ uri: x, dns: y }] }\n", "set exactly one of fingerprint"},
+		{"consumers:\n  - name: a\n    credentials: { certificates: [{ fingerprint: \"AB\" }] }\n", "64 lowercase hex"},
+		{"consumers:\n  - name: a\n    credentials: { certificates: [{ uri: x }] }\n  - name: b\n    credentials: { certificates: [{ uri: x }] }\n", "already configured"},
+	} {
+		_, err := ParseAt(filepath.Join(dir, "limen.yaml"), []byte(c.doc))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want %q", c.doc, err, c.want)
+		}
 	}
 }

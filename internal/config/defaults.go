@@ -139,6 +139,12 @@ func (d *Document) resolvePaths() {
 			for j := range t.Certificates {
 				abs(&t.Certificates[j].Cert)
 				abs(&t.Certificates[j].Key)
+				if ca := t.Certificates[j].ClientAuth; ca != nil {
+					abs(&ca.CA)
+				}
+			}
+			if ca := t.ClientAuth; ca != nil {
+				abs(&ca.CA)
 			}
 		}
 	}

@@ -51,12 +51,28 @@ type ListenerTLS struct {
 	Certificates []Certificate `json:"certificates"`
 	// MinVersion is "1.2" (default) or "1.3".
 	MinVersion string `json:"min_version,omitempty"`
+	// ClientAuth asks clients for certificates (mutual TLS) on every name of this listener.
+	ClientAuth *ClientAuth `json:"client_auth,omitempty"`
 }
 
 // Certificate is a PEM certificate chain and its private key.
 type Certificate struct {
 	Cert string `json:"cert"`
 	Key  string `json:"key"`
+	// ClientAuth overrides the listener's client_auth for the names this certificate serves
+	// (chosen by SNI). A request whose Host is served with other client-auth settings than
+	// the SNI its connection came in on gets 421.
+	ClientAuth *ClientAuth `json:"client_auth,omitempty"`
+}
+
+// ClientAuth configures client certificates (mutual TLS).
+type ClientAuth struct {
+	// CA is a PEM bundle of the certificate authorities client certificates must chain to.
+	CA string `json:"ca,omitempty"`
+	// Mode is require (default: no handshake without a valid certificate), optional (a
+	// certificate, when sent, must be valid; the mtls policy decides per route) or none (turns
+	// a listener-wide setting off for one certificate's names).
+	Mode string `json:"mode,omitempty"`
 }
 
 // ListenerTimeouts are connection-level timeouts. Whole-request read/write timeouts are never set:
@@ -398,6 +414,22 @@ type Credentials struct {
 	APIKeys []APIKeyCredential `json:"api_keys,omitempty"`
 	// BasicAuth are username and password-hash pairs.
 	BasicAuth []BasicCredential `json:"basic_auth,omitempty"`
+	// Certificates identify the consumer by a client certificate the listener verified.
+	Certificates []CertificateCredential `json:"certificates,omitempty"`
+}
+
+// CertificateCredential matches a verified client certificate. Exactly one field is set.
+type CertificateCredential struct {
+	// Fingerprint is the hex SHA-256 of the certificate (DER): one certificate exactly.
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// URI matches a URI subject alternative name, e.g. a SPIFFE id "spiffe://acme/billing".
+	URI string `json:"uri,omitempty"`
+	// DNS matches a DNS subject alternative name.
+	DNS string `json:"dns,omitempty"`
+	// Email matches an email subject alternative name.
+	Email string `json:"email,omitempty"`
+	// CommonName matches the subject's CN (legacy; prefer a SAN).
+	CommonName string `json:"common_name,omitempty"`
 }
 
 // APIKeyCredential is one API key. Exactly one of SHA256 and Key is set.

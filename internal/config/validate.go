@@ -63,10 +63,28 @@ func (d *Document) validate() Errors {
 			if len(t.Certificates) == 0 {
 				fail(p+".tls.certificates", "TLS needs at least one certificate")
 			}
+			checkClientAuth := func(path string, ca *ClientAuth) {
+				if ca == nil {
+					return
+				}
+				switch ca.Mode {
+				case "", "require", "optional":
+					if ca.CA == "" {
+						fail(path+".ca", "client_auth needs a ca: the authorities client certificates must chain to")
+					} else {
+						d.fileExists(&errs, path+".ca", ca.CA)
+					}
+				case "none":
+				default:
+					fail(path+".mode", "mode %q: want require, optional or none", ca.Mode)
+				}
+			}
+			checkClientAuth(p+".tls.client_auth", t.ClientAuth)
 			for j, cert := range t.Certificates {
 				cp := fmt.Sprintf("%s.tls.certificates[%d]", p, j)
 				d.fileExists(&errs, cp+".cert", cert.Cert)
 				d.fileExists(&errs, cp+".key", cert.Key)
+				checkClientAuth(cp+".client_auth", cert.ClientAuth)
 			}
 			if t.MinVersion != "1.2" && t.MinVersion != "1.3" {
 				fail(p+".tls.min_version", "min_version %q: want \"1.2\" or \"1.3\"", t.MinVersion)
@@ -363,6 +381,7 @@ func (d *Document) validateConsumers(fail func(path, format string, args ...any)
 	names := map[string]bool{}
 	keys := map[string]string{}  // digest -> where it was first seen
 	users := map[string]string{} // basic-auth username -> where
+	certs := map[string]string{} // certificate identity -> where
 	for i, c := range d.Config.Consumers {
 		p := fmt.Sprintf("consumers[%d]", i)
 		if c == nil {
@@ -419,6 +438,29 @@ func (d *Document) validateConsumers(fail func(path, format string, args ...any)
 				continue
 			}
 			keys[digest] = kp
+		}
+		for j, cc := range c.Credentials.Certificates {
+			cp := fmt.Sprintf("%s.credentials.certificates[%d]", p, j)
+			n := 0
+			for _, v := range []string{cc.Fingerprint, cc.URI, cc.DNS, cc.Email, cc.CommonName} {
+				if v != "" {
+					n++
+				}
+			}
+			switch {
+			case n != 1:
+				fail(cp, "set exactly one of fingerprint, uri, dns, email and common_name")
+				continue
+			case cc.Fingerprint != "" && !sha256HexRE.MatchString(cc.Fingerprint):
+				fail(cp+".fingerprint", "want the certificate's SHA-256 as 64 lowercase hex digits")
+				continue
+			}
+			k := cc.Fingerprint + "|" + cc.URI + "|" + cc.DNS + "|" + cc.Email + "|" + cc.CommonName
+			if prev, dup := certs[k]; dup {
+				fail(cp, "the same certificate identity is already configured at %s", prev)
+				continue
+			}
+			certs[k] = cp
 		}
 		for j, b := range c.Credentials.BasicAuth {
 			bp := fmt.Sprintf("%s.credentials.basic_auth[%d]", p, j)

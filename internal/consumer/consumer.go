@@ -5,7 +5,9 @@ package consumer
 
 import (
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
+	"strings"
 
 	"github.com/limen-gateway/limen/internal/config"
 	"github.com/limen-gateway/limen/policy"
@@ -17,6 +19,7 @@ type Directory struct {
 	byName map[string]*policy.Consumer
 	keys   map[[32]byte]*policy.Principal
 	basic  map[string]basicLogin
+	certs  map[string]*policy.Principal // "fingerprint:<hex>", "uri:...", "dns:...", "email:...", "cn:..."
 }
 
 type basicLogin struct {
@@ -32,6 +35,7 @@ func New(cs []*config.Consumer) *Directory {
 		byName: make(map[string]*policy.Consumer, len(cs)),
 		keys:   map[[32]byte]*policy.Principal{},
 		basic:  map[string]basicLogin{},
+		certs:  map[string]*policy.Principal{},
 	}
 	for _, cc := range cs {
 		if cc == nil {
@@ -44,6 +48,11 @@ func New(cs []*config.Consumer) *Directory {
 			digest, ok := Digest(k)
 			if ok {
 				d.keys[digest] = policy.PrincipalFor(c, "api_key", k.ID)
+			}
+		}
+		for _, cert := range cc.Credentials.Certificates {
+			if id := certIdentity(cert); id != "" {
+				d.certs[id] = policy.PrincipalFor(c, "mtls", id)
 			}
 		}
 		for _, b := range cc.Credentials.BasicAuth {
@@ -82,6 +91,53 @@ func (d *Directory) Basic(username string) (*policy.Principal, string) {
 		return nil, ""
 	}
 	return b.p, b.hash
+}
+
+func certIdentity(c config.CertificateCredential) string {
+	switch {
+	case c.Fingerprint != "":
+		return "fingerprint:" + c.Fingerprint
+	case c.URI != "":
+		return "uri:" + c.URI
+	case c.DNS != "":
+		return "dns:" + strings.ToLower(c.DNS)
+	case c.Email != "":
+		return "email:" + c.Email
+	case c.CommonName != "":
+		return "cn:" + c.CommonName
+	}
+	return ""
+}
+
+// Certificate returns the principal a verified client certificate maps to: by fingerprint
+// first (one exact certificate), then its URI, DNS and email names, then its common name.
+func (d *Directory) Certificate(leaf *x509.Certificate) *policy.Principal {
+	if leaf == nil || len(d.certs) == 0 {
+		return nil
+	}
+	sum := sha256.Sum256(leaf.Raw)
+	if p := d.certs["fingerprint:"+hex.EncodeToString(sum[:])]; p != nil {
+		return p
+	}
+	for _, u := range leaf.URIs {
+		if p := d.certs["uri:"+u.String()]; p != nil {
+			return p
+		}
+	}
+	for _, n := range leaf.DNSNames {
+		if p := d.certs["dns:"+strings.ToLower(n)]; p != nil {
+			return p
+		}
+	}
+	for _, e := range leaf.EmailAddresses {
+		if p := d.certs["email:"+e]; p != nil {
+			return p
+		}
+	}
+	if cn := leaf.Subject.CommonName; cn != "" {
+		return d.certs["cn:"+cn]
+	}
+	return nil
 }
 
 // All returns every consumer in config order.

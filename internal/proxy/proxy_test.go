@@ -355,7 +355,9 @@ func BenchmarkBareReverseProxy(b *testing.B) {
 // TestStreamIdleTimeout: after response headers the route timeout no longer applies; a stream
 // that keeps sending outlives it, and one that goes silent is cut after the idle timeout.
 func TestStreamIdleTimeout(t *testing.T) {
-	const every, count = 50 * time.Millisecond, 8 // 400ms of steady data
+	// 10 events 20ms apart outlast the 100ms route timeout; the 1.5s idle timeout leaves a wide
+	// margin for a loaded machine between events.
+	const every, count = 20 * time.Millisecond, 10
 	stall := make(chan struct{})
 	defer close(stall)
 	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -374,9 +376,7 @@ func TestStreamIdleTimeout(t *testing.T) {
 		}
 	}))
 	defer b.Close()
-	// The route timeout (150ms) is shorter than the stream; the idle timeout (250ms) is longer
-	// than the gap between events.
-	h := newProxy(t, Options{Timeout: 150 * time.Millisecond, StreamIdleTimeout: 250 * time.Millisecond}, upstream.Options{}, b.URL)
+	h := newProxy(t, Options{Timeout: 100 * time.Millisecond, StreamIdleTimeout: 1500 * time.Millisecond}, upstream.Options{}, b.URL)
 
 	rec, err := serve(h, httptest.NewRequest("GET", "/steady", nil))
 	if err != nil {

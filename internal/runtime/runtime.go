@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"github.com/limen-gateway/limen/internal/audit"
@@ -332,12 +333,27 @@ func (rt *Runtime) listenerSpecs(cfg *config.Config) ([]server.ListenerSpec, err
 			if l.TLS.MinVersion == "1.3" {
 				t.MinVersion = tls.VersionTLS13
 			}
+			var err error
+			if t.ClientCAs, t.ClientAuth, err = clientAuth(l.TLS.ClientAuth); err != nil {
+				return nil, fmt.Errorf("listener %s: client_auth: %w", l.Name, err)
+			}
 			for _, c := range l.TLS.Certificates {
 				cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
 				if err != nil {
 					return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 				}
 				t.Certificates = append(t.Certificates, cert)
+				if c.ClientAuth == nil {
+					continue
+				}
+				sa := server.SNIClientAuth{Names: certNames(cert)}
+				if sa.ClientCAs, sa.ClientAuth, err = clientAuth(c.ClientAuth); err != nil {
+					return nil, fmt.Errorf("listener %s: certificate %s: client_auth: %w", l.Name, c.Cert, err)
+				}
+				if len(sa.Names) == 0 {
+					return nil, fmt.Errorf("listener %s: certificate %s has no DNS names to apply its client_auth to", l.Name, c.Cert)
+				}
+				t.PerSNI = append(t.PerSNI, sa)
 			}
 			spec.TLS = t
 		}
@@ -379,6 +395,37 @@ func (rt *Runtime) listenerSpecs(cfg *config.Config) ([]server.ListenerSpec, err
 var IdentityHeaders = []string{
 	"X-Consumer-Id", "X-Consumer-Groups", "X-Consumer-Username", "X-Consumer-Plan",
 	"X-Authenticated-Userid", "X-Authenticated-Scope", "X-Credential-Identifier", "X-Anonymous-Consumer",
+}
+
+// clientAuth loads a client_auth setting; nil means no client certificates.
+func clientAuth(ca *config.ClientAuth) (*x509.CertPool, tls.ClientAuthType, error) {
+	if ca == nil || ca.Mode == "none" {
+		return nil, tls.NoClientCert, nil
+	}
+	pemBytes, err := os.ReadFile(ca.CA)
+	if err != nil {
+		return nil, 0, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemBytes) {
+		return nil, 0, fmt.Errorf("%s holds no PEM certificate", ca.CA)
+	}
+	if ca.Mode == "optional" {
+		return pool, tls.VerifyClientCertIfGiven, nil
+	}
+	return pool, tls.RequireAndVerifyClientCert, nil
+}
+
+// certNames are the DNS names a certificate serves, for per-SNI settings.
+func certNames(c tls.Certificate) []string {
+	leaf := c.Leaf
+	if leaf == nil && len(c.Certificate) > 0 {
+		leaf, _ = x509.ParseCertificate(c.Certificate[0])
+	}
+	if leaf == nil {
+		return nil
+	}
+	return leaf.DNSNames
 }
 
 // stripHeaders are the identity headers removed from every request: the built-in set, the

@@ -130,6 +130,14 @@ func (s *Server) serveHygienic(rs *runSpec, st *reqState, r *http.Request, g *gu
 		}
 	}
 	r.URL.Host = host
+	if r.TLS != nil && len(rs.sniConfs) > 0 && rs.tlsFor(r.TLS.ServerName) != rs.tlsFor(host) {
+		// The connection's client authentication was set up for the name in its SNI. A request
+		// for a name with other settings on it (domain fronting, HTTP/2 connection reuse) would
+		// skip the certificate that name requires (RFC 9110 §15.5.20).
+		httpx.WriteProblem(w, r, http.StatusMisdirectedRequest, "misdirected_request",
+			"this connection was not set up for the requested host; open a new connection for it")
+		return
+	}
 
 	var peer netip.Addr
 	if g != nil {

@@ -19,9 +19,10 @@ import (
 // runSpec is a ListenerSpec with what is derived from it once per Apply rather than per request.
 type runSpec struct {
 	ListenerSpec
-	tlsConf   *tls.Config     // nil for cleartext
-	strip     []string        // canonical StripHeaders
-	stripNorm map[string]bool // StripHeaders lowercased with '-' for '_' spellings
+	tlsConf   *tls.Config            // nil for cleartext
+	sniConfs  map[string]*tls.Config // server name (or "*.suffix") -> config with its own client auth
+	strip     []string               // canonical StripHeaders
+	stripNorm map[string]bool        // StripHeaders lowercased with '-' for '_' spellings
 }
 
 func prepare(spec ListenerSpec) (*runSpec, error) {
@@ -43,13 +44,42 @@ func prepare(spec ListenerSpec) (*runSpec, error) {
 		if rs.HTTP1 {
 			cfg.NextProtos = append(cfg.NextProtos, "http/1.1")
 		}
+		cfg.ClientCAs, cfg.ClientAuth = spec.TLS.ClientCAs, spec.TLS.ClientAuth
 		rs.tlsConf = cfg
+		for _, sa := range spec.TLS.PerSNI {
+			c := cfg.Clone()
+			c.ClientCAs, c.ClientAuth = sa.ClientCAs, sa.ClientAuth
+			if rs.sniConfs == nil {
+				rs.sniConfs = map[string]*tls.Config{}
+			}
+			for _, n := range sa.Names {
+				rs.sniConfs[strings.ToLower(n)] = c
+			}
+		}
 	}
 	for _, h := range spec.Hygiene.StripHeaders {
 		rs.strip = append(rs.strip, http.CanonicalHeaderKey(h))
 		rs.stripNorm[underscoreKey(h)] = true
 	}
 	return rs, nil
+}
+
+// tlsFor returns the TLS config for a server name: the one of a certificate with its own client
+// authentication, or the listener's.
+func (rs *runSpec) tlsFor(serverName string) *tls.Config {
+	if len(rs.sniConfs) == 0 || serverName == "" {
+		return rs.tlsConf
+	}
+	name := strings.TrimSuffix(strings.ToLower(serverName), ".")
+	if c, ok := rs.sniConfs[name]; ok {
+		return c
+	}
+	if i := strings.IndexByte(name, '.'); i > 0 {
+		if c, ok := rs.sniConfs["*"+name[i:]]; ok {
+			return c
+		}
+	}
+	return rs.tlsConf
 }
 
 func (rs *runSpec) serverKey() serverKey {
@@ -84,9 +114,9 @@ type socket struct {
 func newSocket(s *Server, ln net.Listener) *socket {
 	sk := &socket{s: s, ln: ln, closed: make(chan struct{}), pending: map[net.Conn]struct{}{}}
 	// Certificates swap in place on reload: each handshake reads the current spec.
-	sk.tlsBase = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+	sk.tlsBase = &tls.Config{GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 		if rs := sk.spec.Load(); rs.tlsConf != nil {
-			return rs.tlsConf, nil
+			return rs.tlsFor(hello.ServerName), nil
 		}
 		return nil, errors.New("listener no longer terminates TLS")
 	}}

@@ -51,6 +51,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -81,6 +82,19 @@ type Hygiene struct {
 type TLSSpec struct {
 	Certificates []tls.Certificate
 	MinVersion   uint16
+	// ClientCAs and ClientAuth ask clients for certificates (mutual TLS) on every name.
+	ClientCAs  *x509.CertPool
+	ClientAuth tls.ClientAuthType
+	// PerSNI overrides client authentication for some server names.
+	PerSNI []SNIClientAuth
+}
+
+// SNIClientAuth is client authentication for the names one certificate serves. Names are
+// lowercase DNS names, "*.example.com" wildcards included.
+type SNIClientAuth struct {
+	Names      []string
+	ClientCAs  *x509.CertPool
+	ClientAuth tls.ClientAuthType
 }
 
 // ListenerSpec describes one listener.

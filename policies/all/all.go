@@ -5,13 +5,16 @@
 package all
 
 import (
-	_ "github.com/limen-gateway/limen/policies/acl"       // acl
-	_ "github.com/limen-gateway/limen/policies/apikey"    // api_key
-	_ "github.com/limen-gateway/limen/policies/basicauth" // basic_auth
-	_ "github.com/limen-gateway/limen/policies/bodylimit" // body_limit
-	_ "github.com/limen-gateway/limen/policies/cors"      // cors
-	_ "github.com/limen-gateway/limen/policies/headers"   // request_headers, response_headers
-	_ "github.com/limen-gateway/limen/policies/ipfilter"  // ip_filter
-	_ "github.com/limen-gateway/limen/policies/jwt"       // jwt
-	_ "github.com/limen-gateway/limen/policies/require"   // require
+	_ "github.com/limen-gateway/limen/policies/acl"           // acl
+	_ "github.com/limen-gateway/limen/policies/apikey"        // api_key
+	_ "github.com/limen-gateway/limen/policies/basicauth"     // basic_auth
+	_ "github.com/limen-gateway/limen/policies/bodylimit"     // body_limit
+	_ "github.com/limen-gateway/limen/policies/cors"          // cors
+	_ "github.com/limen-gateway/limen/policies/forwardauth"   // forward_auth
+	_ "github.com/limen-gateway/limen/policies/headers"       // request_headers, response_headers
+	_ "github.com/limen-gateway/limen/policies/introspection" // oauth2_introspection
+	_ "github.com/limen-gateway/limen/policies/ipfilter"      // ip_filter
+	_ "github.com/limen-gateway/limen/policies/jwt"           // jwt
+	_ "github.com/limen-gateway/limen/policies/mtls"          // mtls
+	_ "github.com/limen-gateway/limen/policies/require"       // require
 )
