@@ -60,6 +60,7 @@ var allowedModules = []string{
 	"github.com/beorn7/perks", "github.com/cespare/xxhash", "github.com/munnerz/goautoneg",
 	"google.golang.org/protobuf", "go.opentelemetry.io/", "github.com/redis/go-redis",
 	"github.com/golang-jwt/jwt", "github.com/MicahParks/keyfunc", "github.com/MicahParks/jwkset", "github.com/coreos/go-oidc",
+	"golang.org/x/oauth2", "github.com/go-jose/go-jose", // go-oidc's own dependencies: the code exchange and JOSE
 	"github.com/pb33f/", "github.com/corazawaf/", "google.golang.org/grpc", "github.com/bufbuild/protocompile",
 	"github.com/tetratelabs/wazero", "github.com/http-wasm/", "github.com/sony/gobreaker",
 	"golang.org/x/crypto", "github.com/maypok86/otter", "github.com/kylelemons/godebug",
