@@ -2,6 +2,7 @@ package authn
 
 import (
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -90,4 +91,27 @@ func TestClaimMatches(t *testing.T) {
 			t.Errorf("%s %v: %v", tc.path, tc.want, got)
 		}
 	}
+}
+
+// FuzzRead: arbitrary headers, queries and cookies never panic the credential reader, and a
+// header credential is only ever read from behind its prefix.
+func FuzzRead(f *testing.F) {
+	f.Add("Bearer abc", "token=x", "at=y")
+	f.Add("Basic abc", "token=%zz", "at")
+	f.Add("bearer", "token=a&token=b", "at=1; at=2")
+	f.Fuzz(func(t *testing.T, authz, query, cookie string) {
+		sources := []Source{{Header: "Authorization", Prefix: "Bearer "}, {Query: "token"}, {Cookie: "at"}}
+		r := httptest.NewRequest("GET", "/", nil)
+		r.URL.RawQuery = query
+		r.Header["Authorization"] = []string{authz}
+		r.Header["Cookie"] = []string{cookie}
+		got, ok := Read(r, sources)
+		if !ok || got.Source != &sources[0] || got.Value == "" {
+			return
+		}
+		if len(authz) < 7 || !strings.EqualFold(authz[:7], "Bearer ") {
+			t.Fatalf("a header credential %q was read from %q, which lacks the prefix", got.Value, authz)
+		}
+		Remove(r, got.Source)
+	})
 }

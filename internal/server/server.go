@@ -307,7 +307,7 @@ func (s *Server) newGeneration(sk *socket, rs *runSpec) *generation {
 	s.drains.Add(1)
 	go func() {
 		defer s.drains.Done()
-		if err := g.srv.Serve(g); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := g.srv.Serve(g); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			s.log.Error("listener stopped", "addr", g.addr.String(), "err", err)
 		}
 	}()

@@ -195,3 +195,23 @@ func TestDocExamples(t *testing.T) {
 	opts := setup(t)
 	policytest.CheckDocExamples(t, "../../docs/policies/basic_auth.md", Kind, opts)
 }
+
+// FuzzDecode: any Authorization value decodes without panicking, and what decodes names a
+// usable username.
+func FuzzDecode(f *testing.F) {
+	for _, seed := range []string{basic("alice", "pw"), "Basic", "Basic ", "basic Og==", "Basic !!", "Bearer x", "Basic " + strings.Repeat("QUFB", 400)} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		user, pass, ok := decode(v)
+		if !ok {
+			return
+		}
+		if user == "" || strings.ContainsAny(user, ":\x00\r\n") {
+			t.Fatalf("decoded an unusable username %q", user)
+		}
+		if got := basic(user, pass); !strings.EqualFold(got[:6], v[:6]) {
+			t.Fatalf("%q decoded to %q:%q", v, user, pass)
+		}
+	})
+}

@@ -56,6 +56,13 @@ type Config struct {
 	// OpenID Connect ID tokens carry one, and an ID token is not an access token.
 	AcceptIDTokens bool `json:"accept_id_tokens,omitempty"`
 
+	// CacheSize enables a bounded cache of verified tokens (keyed by the token's SHA-256), so a
+	// client that sends the same token on every request pays the signature check once. An entry
+	// lives until the token's exp or cache_ttl, whichever comes first. 0 (default) is off.
+	CacheSize int `json:"cache_size,omitempty"`
+	// CacheTTL bounds how long a verified token is remembered. Default 5m.
+	CacheTTL *policy.Duration `json:"cache_ttl,omitempty"`
+
 	// From lists where the token is read, in order. Default: Authorization: Bearer.
 	From []authn.Source `json:"from,omitempty"`
 	// KeepToken sends the token upstream too. By default it is removed.
@@ -140,6 +147,13 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxTokenBytes < 256 || c.MaxTokenBytes > 1<<20 {
 		fail("max_token_bytes must be between 256 and 1048576")
+	}
+	if c.CacheSize < 0 || c.CacheSize > 1_000_000 {
+		fail("cache_size must be between 0 and 1000000")
+	}
+	if c.CacheTTL == nil {
+		d := policy.Duration(5 * time.Minute)
+		c.CacheTTL = &d
 	}
 	if len(c.TokenTypes) == 0 {
 		c.TokenTypes = []string{"JWT", "at+jwt"}

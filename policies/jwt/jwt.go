@@ -8,6 +8,7 @@ package jwt
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	gojwt "github.com/golang-jwt/jwt/v5"
 
@@ -44,6 +48,17 @@ type verifier struct {
 
 	missing, invalid *policy.Error
 	unavailable      *policy.Error
+
+	now      func() time.Time // the cache's clock, replaceable in tests
+	verified atomic.Int64     // signature checks done, for tests
+	mu       sync.Mutex
+	cache    map[[32]byte]cachedToken
+}
+
+// cachedToken is a token that passed every check, with the principal it maps to.
+type cachedToken struct {
+	p       *policy.Principal
+	expires time.Time
 }
 
 type forwardClaim struct{ header, claim string }
@@ -53,7 +68,10 @@ func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &verifier{cfg: *c, consumers: bc.Consumers, anonymous: anon}
+	v := &verifier{cfg: *c, consumers: bc.Consumers, anonymous: anon, now: time.Now}
+	if c.CacheSize > 0 {
+		v.cache = make(map[[32]byte]cachedToken)
+	}
 	v.parser = gojwt.NewParser(
 		gojwt.WithValidMethods(c.Algorithms),
 		gojwt.WithExpirationRequired(), // v5 accepts a token without exp unless told otherwise
@@ -134,17 +152,14 @@ func (v *verifier) Wrap(next policy.Handler) policy.Handler {
 			}
 			return next.ServeHTTP(w, r)
 		}
-		claims, err := v.verify(r.Context(), found.Value)
+		p, err := v.authenticate(r.Context(), found.Value)
 		if err != nil {
 			if errors.Is(err, errKeysUnavailable) {
 				return v.unavailable
 			}
 			return &policy.Error{Status: v.invalid.Status, Code: v.invalid.Code, Detail: v.invalid.Detail, Header: v.invalid.Header, Err: err}
 		}
-		p, err := v.principal(claims)
-		if err != nil {
-			return &policy.Error{Status: v.invalid.Status, Code: v.invalid.Code, Detail: v.invalid.Detail, Header: v.invalid.Header, Err: err}
-		}
+		claims := p.Claims
 		ex.Principal = p
 		if !v.cfg.KeepToken {
 			authn.Remove(r, found.Source)
@@ -158,6 +173,61 @@ func (v *verifier) Wrap(next policy.Handler) policy.Handler {
 	})
 }
 
+// authenticate returns the principal for a token, from the cache of verified tokens when it
+// is on.
+func (v *verifier) authenticate(ctx context.Context, token string) (*policy.Principal, error) {
+	var key [32]byte
+	if v.cache != nil && len(token) <= v.cfg.MaxTokenBytes {
+		key = sha256.Sum256([]byte(token))
+		v.mu.Lock()
+		c, ok := v.cache[key]
+		v.mu.Unlock()
+		if ok && v.now().Before(c.expires) {
+			return c.p, nil
+		}
+	}
+	claims, err := v.verify(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	p, err := v.principal(claims)
+	if err != nil {
+		return nil, err
+	}
+	if v.cache != nil {
+		v.remember(key, p, claims)
+	}
+	return p, nil
+}
+
+// remember caches a verified token until its exp or cache_ttl, whichever comes first.
+func (v *verifier) remember(key [32]byte, p *policy.Principal, claims gojwt.MapClaims) {
+	exp, err := claims.GetExpirationTime()
+	if err != nil || exp == nil {
+		return
+	}
+	now := v.now()
+	until := now.Add(v.cfg.CacheTTL.D())
+	if exp.Time.Before(until) {
+		until = exp.Time
+	}
+	if !now.Before(until) {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.cache) >= v.cfg.CacheSize {
+		// Full: drop expired entries, then arbitrary ones; a miss only costs a verification.
+		for k, c := range v.cache {
+			if len(v.cache) < v.cfg.CacheSize && now.Before(c.expires) {
+				break
+			}
+			delete(v.cache, k)
+		}
+	}
+	v.cache[key] = cachedToken{p: p, expires: until}
+}
+
 // verify parses and checks a token; the error says why, for the log only.
 func (v *verifier) verify(ctx context.Context, token string) (gojwt.MapClaims, error) {
 	if token == "" {
@@ -167,6 +237,7 @@ func (v *verifier) verify(ctx context.Context, token string) (gojwt.MapClaims, e
 		return nil, fmt.Errorf("token larger than %d bytes", v.cfg.MaxTokenBytes)
 	}
 	claims := gojwt.MapClaims{}
+	v.verified.Add(1)
 	tok, err := v.parser.ParseWithClaims(token, claims, v.keys.keyfunc(ctx))
 	if err != nil {
 		if errors.Is(err, errKeysUnavailable) {

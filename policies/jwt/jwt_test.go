@@ -568,22 +568,94 @@ func BenchmarkVerify(b *testing.B) {
 				}
 			}
 		})
-		b.Run(s.alg.Alg()+"/policy", func(b *testing.B) {
-			cfg := fmt.Sprintf(`{"issuer": %q, "audiences": ["api"], "algorithms": [%q], "keys": ["k.pem"]}`, issuer, s.alg.Alg())
-			p := policytest.MustBuild(b, Kind, cfg, builder(&policytest.Pool{}, dir))
-			h := p.Wrap(policy.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
-			r := httptest.NewRequest("GET", "/", nil)
-			ex := &policy.Exchange{}
-			r = r.WithContext(policy.WithExchange(r.Context(), ex))
-			val := []string{"Bearer " + tok}
-			b.ReportAllocs()
-			for b.Loop() {
-				r.Header["Authorization"] = val
-				ex.Principal = nil
-				if err := h.ServeHTTP(nil, r); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+		b.Run(s.alg.Alg()+"/policy", func(b *testing.B) { benchPolicy(b, s, tok, dir, "") })
+		b.Run(s.alg.Alg()+"/policy-cached", func(b *testing.B) { benchPolicy(b, s, tok, dir, `, "cache_size": 1000`) })
+	}
+}
+
+// benchPolicy runs the policy on tok, a token s signed, with the key in dir.
+func benchPolicy(b *testing.B, s *signer, tok, dir, extra string) {
+	cfg := fmt.Sprintf(`{"issuer": %q, "audiences": ["api"], "algorithms": [%q], "keys": ["k.pem"] %s}`, issuer, s.alg.Alg(), extra)
+	p := policytest.MustBuild(b, Kind, cfg, builder(&policytest.Pool{}, dir))
+	h := p.Wrap(policy.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }))
+	r := httptest.NewRequest("GET", "/", nil)
+	ex := &policy.Exchange{}
+	r = r.WithContext(policy.WithExchange(r.Context(), ex))
+	val := []string{"Bearer " + tok}
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Header["Authorization"] = val
+		ex.Principal = nil
+		if err := h.ServeHTTP(nil, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// FuzzVerify feeds arbitrary tokens to the verifier: it must never panic, and anything it
+// accepts must carry the issuer, an audience and an expiry (only the seed signed by the test key
+// can).
+func FuzzVerify(f *testing.F) {
+	s := newEd(f, "")
+	dir := f.TempDir()
+	der, _ := x509.MarshalPKIXPublicKey(s.public)
+	os.WriteFile(filepath.Join(dir, "k.pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600)
+	cfg := fmt.Sprintf(`{"issuer": %q, "audiences": ["api"], "algorithms": ["EdDSA"], "keys": ["k.pem"]}`, issuer)
+	p := policytest.MustBuild(f, Kind, cfg, builder(&policytest.Pool{}, dir)).(*verifier)
+	valid := s.sign(f, nil, nil)
+	f.Add(valid)
+	f.Add(strings.Replace(valid, ".", "..", 1))
+	f.Add("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.")
+	f.Add("a.b.c")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, token string) {
+		claims, err := p.verify(context.Background(), token)
+		if err != nil {
+			return
+		}
+		if claims["iss"] != issuer || claims["exp"] == nil || claims["aud"] == nil {
+			t.Fatalf("accepted a token without the required claims: %v", claims)
+		}
+	})
+}
+
+// TestJWTVerifiedTokenCache: with cache_size, a token is verified once and served from the
+// cache until its exp (or cache_ttl); a different token is verified on its own.
+func TestJWTVerifiedTokenCache(t *testing.T) {
+	t.Parallel()
+	s := newEd(t, "")
+	dir := t.TempDir()
+	der, _ := x509.MarshalPKIXPublicKey(s.public)
+	os.WriteFile(filepath.Join(dir, "k.pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600)
+	cfg := fmt.Sprintf(`{"issuer": %q, "audiences": ["api"], "algorithms": ["EdDSA"], "keys": ["k.pem"], "cache_size": 2, "forward_claims": {"X-Sub": "sub"}}`, issuer)
+	p := policytest.MustBuild(t, Kind, cfg, builder(&policytest.Pool{}, dir)).(*verifier)
+	clock := time.Now()
+	p.now = func() time.Time { return clock }
+	tok := s.sign(t, map[string]any{"exp": time.Now().Add(time.Minute).Unix()}, nil)
+	for range 3 {
+		o := call(p, tok)
+		if o.status != 0 || o.res.Seen.Header.Get("X-Sub") != "user-1" || o.res.Seen.Header.Get("Authorization") != "" {
+			t.Fatalf("cached path: %d, headers %v", o.status, o.res.Seen.Header)
+		}
+	}
+	if n := p.verified.Load(); n != 1 {
+		t.Fatalf("3 requests with one token verified it %d times, want 1", n)
+	}
+	clock = clock.Add(2 * time.Minute) // past the token's exp: the entry is stale
+	call(p, tok)
+	if n := p.verified.Load(); n != 2 {
+		t.Fatalf("a token past its exp was served from the cache (%d verifications)", n)
+	}
+	for i := range 5 { // bounded
+		call(p, s.sign(t, map[string]any{"sub": fmt.Sprintf("u%d", i)}, nil))
+	}
+	if len(p.cache) > 2 {
+		t.Fatalf("cache holds %d tokens, bound 2", len(p.cache))
+	}
+	// A bad token is never cached.
+	for range 2 {
+		if o := call(p, tok+"x"); o.status != 401 {
+			t.Fatalf("tampered token: %d", o.status)
+		}
 	}
 }
