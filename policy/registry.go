@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"sort"
 	"sync"
 )
@@ -17,6 +18,9 @@ type Kind struct {
 	Build func(bc BuildContext, raw json.RawMessage) (Policy, error)
 	// Check decodes and validates raw without provisioning anything; config validation uses it.
 	Check func(raw json.RawMessage) error
+	// Files lists the File fields of a valid raw config (as written, possibly relative), so the
+	// config loader can watch them and hash their contents.
+	Files func(raw json.RawMessage) []string
 }
 
 // Validator is implemented by config types that check themselves after decoding.
@@ -49,6 +53,13 @@ func Register[C any](kind string, phases PhaseRange, build func(BuildContext, *C
 		Check: func(raw json.RawMessage) error {
 			_, err := decode[C](raw)
 			return err
+		},
+		Files: func(raw json.RawMessage) []string {
+			c, err := decode[C](raw)
+			if err != nil {
+				return nil
+			}
+			return filesOf(reflect.ValueOf(c), nil)
 		},
 		Build: func(bc BuildContext, raw json.RawMessage) (Policy, error) {
 			c, err := decode[C](raw)

@@ -12,7 +12,8 @@ import (
 )
 
 type testKindConfig struct {
-	Value string `json:"value"`
+	Value string      `json:"value"`
+	File  policy.File `json:"file"`
 }
 
 func (c *testKindConfig) Validate() error {

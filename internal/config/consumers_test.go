@@ -118,3 +118,28 @@ func TestClientAuthAndCertificateCredentials(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyFilesAreWatchedAndHashed: a policy's File fields join the watched files and the
+// hash, so editing an htpasswd or key file reloads the policies that read it.
+func TestPolicyFilesAreWatchedAndHashed(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "keys", "users.htpasswd")
+	os.MkdirAll(filepath.Dir(keyFile), 0o700)
+	os.WriteFile(keyFile, []byte("v1"), 0o600)
+	doc := "routes:\n  - name: a\n    respond: {}\n    policies:\n      - test_kind: { file: keys/users.htpasswd }\n"
+	d1, err := ParseAt(filepath.Join(dir, "limen.yaml"), []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(d1.Files, keyFile) {
+		t.Fatalf("files %v lack %s", d1.Files, keyFile)
+	}
+	os.WriteFile(keyFile, []byte("v2"), 0o600)
+	d2, err := ParseAt(filepath.Join(dir, "limen.yaml"), []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d1.Hash == d2.Hash {
+		t.Error("changing a policy's file did not change the config hash: a reload would be a no-op")
+	}
+}

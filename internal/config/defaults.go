@@ -148,6 +148,16 @@ func (d *Document) resolvePaths() {
 			}
 		}
 	}
+	seen := map[string]bool{}
+	for _, f := range d.policyFiles {
+		if !filepath.IsAbs(f) {
+			f = filepath.Join(d.BaseDir, f)
+		}
+		if !seen[f] {
+			seen[f] = true
+			d.Files = append(d.Files, f)
+		}
+	}
 	for _, name := range sortedKeys(c.Upstreams) {
 		if u := c.Upstreams[name]; u != nil && u.TLS != nil {
 			t := u.TLS

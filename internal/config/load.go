@@ -78,6 +78,8 @@ type Document struct {
 	Hash string
 	// Files are the config files read, then every file the config references, as absolute paths.
 	Files []string
+	// policyFiles are the policy.File fields of policy configs, as written.
+	policyFiles []string
 	// BaseDir is the directory relative paths were resolved against.
 	BaseDir string
 

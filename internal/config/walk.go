@@ -264,6 +264,8 @@ func (w *walker) policySpec(n *yaml.Node, path string) any {
 			raw, _ := json.Marshal(val)
 			if err := kind.Check(raw); err != nil {
 				w.fail(k, kp, "%s", strings.TrimPrefix(err.Error(), "json: "))
+			} else if kind.Files != nil {
+				w.doc.policyFiles = append(w.doc.policyFiles, kind.Files(raw)...)
 			}
 			out["kind"], out["config"] = k.Value, json.RawMessage(raw)
 		}

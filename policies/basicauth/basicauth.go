@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,11 +55,7 @@ func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
 		return nil, err
 	}
 	if c.Htpasswd != "" {
-		path := c.Htpasswd
-		if !filepath.IsAbs(path) {
-			path = filepath.Join(bc.BaseDir, path)
-		}
-		f, err := os.Open(path)
+		f, err := os.Open(c.Htpasswd.Path(bc.BaseDir))
 		if err != nil {
 			return nil, fmt.Errorf("htpasswd: %w", err)
 		}

@@ -15,7 +15,7 @@ type Config struct {
 	// Htpasswd is an htpasswd file (bcrypt or argon2id entries only; relative to the config's
 	// directory). A username found there but not among consumers authenticates as that
 	// username, with no consumer. Consumers win when a name is in both.
-	Htpasswd string `json:"htpasswd,omitempty"`
+	Htpasswd policy.File `json:"htpasswd,omitempty"`
 	// CacheTTL is how long a successful verification is remembered, so a client sending the
 	// same credentials on every request pays the deliberately slow hash once. "0s" turns the
 	// cache off. Default 1m.

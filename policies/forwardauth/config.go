@@ -42,7 +42,7 @@ type Config struct {
 	Timeout *policy.Duration `json:"timeout,omitempty"`
 	// CA is a PEM bundle trusted for an https URL besides the system roots, relative to the
 	// config's directory.
-	CA string `json:"ca,omitempty"`
+	CA policy.File `json:"ca,omitempty"`
 	// ForwardBody sends the request body (up to max_body bytes) to the auth service too; the
 	// upstream still gets the whole body. A larger body is refused with 413.
 	ForwardBody bool `json:"forward_body,omitempty"`

@@ -25,7 +25,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,10 +58,7 @@ func init() {
 }
 
 func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
-	ca := c.CA
-	if ca != "" && !filepath.IsAbs(ca) {
-		ca = filepath.Join(bc.BaseDir, ca)
-	}
+	ca := c.CA.Path(bc.BaseDir)
 	timeout := c.Timeout.D()
 	log := bc.Logger
 	if log == nil {

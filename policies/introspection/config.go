@@ -29,7 +29,7 @@ type Config struct {
 	TokenTypeHint string `json:"token_type_hint,omitempty"`
 	// CA is a PEM bundle trusted for the endpoint besides the system roots, relative to the
 	// config's directory.
-	CA string `json:"ca,omitempty"`
+	CA policy.File `json:"ca,omitempty"`
 	// Timeout bounds one introspection call, connection included. Default 5s.
 	Timeout *policy.Duration `json:"timeout,omitempty"`
 

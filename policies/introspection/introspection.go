@@ -26,7 +26,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -94,11 +93,7 @@ func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
 	}
 	var caPEM []byte
 	if c.CA != "" {
-		path := c.CA
-		if !filepath.IsAbs(path) {
-			path = filepath.Join(bc.BaseDir, path)
-		}
-		if caPEM, err = os.ReadFile(path); err != nil {
+		if caPEM, err = os.ReadFile(c.CA.Path(bc.BaseDir)); err != nil {
 			return nil, fmt.Errorf("ca: %w", err)
 		}
 	}

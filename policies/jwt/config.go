@@ -34,9 +34,9 @@ type Config struct {
 	Discovery bool `json:"discovery,omitempty"`
 	// Keys are local public keys: PEM files (RSA, EC or Ed25519 "PUBLIC KEY") or JWK Set JSON
 	// files, relative to the config's directory.
-	Keys []string `json:"keys,omitempty"`
+	Keys []policy.File `json:"keys,omitempty"`
 	// CA is a PEM bundle trusted for the JWKS and discovery endpoints, besides the system roots.
-	CA string `json:"ca,omitempty"`
+	CA policy.File `json:"ca,omitempty"`
 	// RefreshInterval is how often the JWK Set is refetched. Default 1h.
 	RefreshInterval *policy.Duration `json:"refresh_interval,omitempty"`
 

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -98,12 +97,7 @@ func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
 			log = slog.New(slog.DiscardHandler)
 		}
 		o := remoteOptions{issuer: c.Issuer, jwksURL: c.JWKSURL, refresh: c.RefreshInterval.D(), log: log}
-		if c.CA != "" {
-			o.ca = c.CA
-			if !filepath.IsAbs(o.ca) {
-				o.ca = filepath.Join(bc.BaseDir, o.ca)
-			}
-		}
+		o.ca = c.CA.Path(bc.BaseDir)
 		if bc.Pool == nil {
 			return nil, errors.New("jwt: no pool to keep the key set in")
 		}

@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -22,6 +21,8 @@ import (
 	"github.com/MicahParks/keyfunc/v3"
 	gojwt "github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
+
+	"github.com/limen-gateway/limen/policy"
 )
 
 // maxFetchBytes caps a JWK Set or discovery document: an endpoint that streams without end must
@@ -252,14 +253,10 @@ type localKeys struct {
 	all   gojwt.VerificationKeySet
 }
 
-func loadLocalKeys(baseDir string, files []string) (*localKeys, error) {
+func loadLocalKeys(baseDir string, files []policy.File) (*localKeys, error) {
 	lk := &localKeys{byKID: map[string]crypto.PublicKey{}}
 	for _, f := range files {
-		path := f
-		if !filepath.IsAbs(path) {
-			path = filepath.Join(baseDir, path)
-		}
-		data, err := os.ReadFile(path)
+		data, err := os.ReadFile(f.Path(baseDir))
 		if err != nil {
 			return nil, fmt.Errorf("keys: %w", err)
 		}

@@ -5,8 +5,11 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -132,5 +135,48 @@ func TestAuthEndToEnd(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestHtpasswdEditReloads: editing a file a policy references (not the config) reloads it.
+func TestHtpasswdEditReloads(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "users.htpasswd")
+	write := func(pw string) {
+		h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmp := file + ".tmp"
+		os.WriteFile(tmp, []byte("ops:"+string(h)+"\n"), 0o600)
+		os.Rename(tmp, file)
+	}
+	write("first-password")
+	x := start(t, `
+listeners: [{ name: public, addr: "127.0.0.1:0" }]
+routes:
+  - name: tools
+    match: { path: /tools }
+    respond: { body: "ok" }
+    policies: [{ basic_auth: { htpasswd: "{{.file}}" } }]
+`, map[string]any{"file": file})
+	status := func(pw string) int {
+		req, _ := http.NewRequest("GET", x.url("public", "/tools"), nil)
+		req.SetBasicAuth("ops", pw)
+		resp, err := client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readBody(t, resp)
+		return resp.StatusCode
+	}
+	if s := status("first-password"); s != 200 {
+		t.Fatalf("first password: %d", s)
+	}
+	write("second-password")
+	eventually(t, 5*time.Second, "the edited htpasswd to take effect", func() bool { return status("second-password") == 200 })
+	if s := status("first-password"); s != 401 {
+		t.Errorf("the old password still works after the edit: %d", s)
 	}
 }
