@@ -57,7 +57,7 @@ type Config struct {
 	LogoutPath string `json:"logout_path,omitempty"`
 	// CA is a PEM bundle trusted for the provider's endpoints (discovery, keys, token) besides
 	// the system roots, relative to the config's directory.
-	CA string `json:"ca,omitempty"`
+	CA policy.File `json:"ca,omitempty"`
 	// ConsumerClaim names the ID token claim whose value is a consumer's name. When a consumer
 	// matches, the caller is that consumer (its groups and plan apply); otherwise the subject.
 	ConsumerClaim string `json:"consumer_claim,omitempty"`

@@ -21,7 +21,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -89,11 +88,7 @@ func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
 	}
 	var caPEM []byte
 	if c.CA != "" {
-		path := c.CA
-		if !filepath.IsAbs(path) {
-			path = filepath.Join(bc.BaseDir, path)
-		}
-		if caPEM, err = os.ReadFile(path); err != nil {
+		if caPEM, err = os.ReadFile(c.CA.Path(bc.BaseDir)); err != nil {
 			return nil, fmt.Errorf("ca: %w", err)
 		}
 	}

@@ -1,0 +1,163 @@
+// Package state holds the shared state that outlives a snapshot: the narrow capabilities of
+// DESIGN.md ("State and scale-out"), each with an in-memory backend (one node, nothing to run)
+// and, later, a Redis backend for several nodes.
+package state
+
+import (
+	"hash/maphash"
+	"math"
+	"sync"
+	"time"
+)
+
+// Limit is one rate: Requests per Per, with bursts of up to Burst requests at once.
+type Limit struct {
+	Requests int
+	Per      time.Duration
+	Burst    int
+}
+
+// interval is the time one request uses up (GCRA's emission interval).
+func (l Limit) interval() time.Duration {
+	return time.Duration(math.Ceil(float64(l.Per) / float64(l.Requests)))
+}
+
+// tolerance is how far ahead of now a key's theoretical arrival time may run: a full burst.
+func (l Limit) tolerance() time.Duration {
+	return time.Duration(l.Burst) * l.interval()
+}
+
+// Decision is the outcome of a check against several limits.
+type Decision struct {
+	Allowed bool
+	// Limit is the index of the limit that decided: the one that refused, or, when allowed,
+	// the one with the fewest requests left.
+	Limit int
+	// Remaining is how many more requests that limit admits right now.
+	Remaining int
+	// Reset is when that limit is back to a full burst; RetryAfter, when refused, is how long
+	// until one more request is admitted.
+	Reset, RetryAfter time.Duration
+}
+
+// Limiter checks and counts requests against several limits at once. A request is admitted only
+// when every limit admits it, and a refused request consumes nothing from any limit.
+type Limiter interface {
+	Allow(key []byte, limits []Limit, now time.Time) Decision
+}
+
+// MemoryLimiter is a Limiter for one node: GCRA (the generic cell rate algorithm, a smooth
+// rate with bursts; no window edge lets twice the rate through) over sharded, bounded tables.
+type MemoryLimiter struct {
+	seed    maphash.Seed
+	shards  [64]limiterShard
+	maxKeys int // per shard
+}
+
+type limiterShard struct {
+	mu   sync.Mutex
+	tats map[string][]time.Time // key -> theoretical arrival time per limit
+}
+
+// NewMemoryLimiter makes a limiter that tracks at most maxKeys keys (100,000 when <= 0). When a
+// table is full, keys whose limits have all recovered go first (forgetting them changes
+// nothing), then arbitrary ones.
+func NewMemoryLimiter(maxKeys int) *MemoryLimiter {
+	if maxKeys <= 0 {
+		maxKeys = 100_000
+	}
+	m := &MemoryLimiter{seed: maphash.MakeSeed(), maxKeys: max(1, maxKeys/len(MemoryLimiter{}.shards))}
+	for i := range m.shards {
+		m.shards[i].tats = make(map[string][]time.Time)
+	}
+	return m
+}
+
+// Allow checks key against limits at now and, when every limit admits the request, counts it.
+// It allocates only when it meets a new key.
+func (m *MemoryLimiter) Allow(key []byte, limits []Limit, now time.Time) Decision {
+	s := &m.shards[maphash.Bytes(m.seed, key)%uint64(len(m.shards))]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tats, ok := s.tats[string(key)]
+	if !ok || len(tats) != len(limits) {
+		tats = make([]time.Time, len(limits))
+	}
+	d, next := decide(tats, limits, now)
+	if !d.Allowed {
+		return d
+	}
+	if !ok {
+		if len(s.tats) >= m.maxKeys {
+			s.evict(now)
+		}
+		s.tats[string(key)] = next
+	}
+	return d
+}
+
+// decide runs GCRA for every limit without committing; next holds the new arrival times when the
+// request is admitted. It allocates only the returned slice, and reuses tats for it.
+func decide(tats []time.Time, limits []Limit, now time.Time) (Decision, []time.Time) {
+	d := Decision{Allowed: true, Remaining: math.MaxInt}
+	var refuse Decision
+	refused := false
+	for i, l := range limits {
+		t := l.interval()
+		tol := l.tolerance()
+		tat := tats[i]
+		if tat.Before(now) {
+			tat = now
+		}
+		newTAT := tat.Add(t)
+		ahead := newTAT.Sub(now)
+		if ahead > tol {
+			retry := ahead - tol
+			if !refused || retry > refuse.RetryAfter {
+				refuse = Decision{Limit: i, RetryAfter: retry, Reset: tat.Sub(now)}
+				refused = true
+			}
+			continue
+		}
+		remaining := int((tol - ahead) / t)
+		if remaining < d.Remaining {
+			d.Limit, d.Remaining, d.Reset = i, remaining, ahead
+		}
+	}
+	if refused {
+		return refuse, nil
+	}
+	for i, l := range limits {
+		tat := tats[i]
+		if tat.Before(now) {
+			tat = now
+		}
+		tats[i] = tat.Add(l.interval())
+	}
+	return d, tats
+}
+
+// evict makes room in a full shard: recovered keys first, then the first ones found.
+func (s *limiterShard) evict(now time.Time) {
+	dropped := 0
+	for k, tats := range s.tats {
+		recovered := true
+		for _, t := range tats {
+			if t.After(now) {
+				recovered = false
+				break
+			}
+		}
+		if recovered {
+			delete(s.tats, k)
+			dropped++
+		}
+	}
+	if dropped > 0 {
+		return
+	}
+	for k := range s.tats {
+		delete(s.tats, k)
+		return
+	}
+}
