@@ -9,6 +9,7 @@ import (
 	_ "github.com/limen-gateway/limen/policies/apikey"        // api_key
 	_ "github.com/limen-gateway/limen/policies/basicauth"     // basic_auth
 	_ "github.com/limen-gateway/limen/policies/bodylimit"     // body_limit
+	_ "github.com/limen-gateway/limen/policies/breaker"       // circuit_breaker
 	_ "github.com/limen-gateway/limen/policies/concurrency"   // concurrency_limit
 	_ "github.com/limen-gateway/limen/policies/cors"          // cors
 	_ "github.com/limen-gateway/limen/policies/forwardauth"   // forward_auth
