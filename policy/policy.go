@@ -54,6 +54,9 @@ type BuildContext struct {
 	BaseDir string
 	// Consumers is the snapshot's consumer directory; never nil when runtime builds a policy.
 	Consumers Consumers
+	// Shared holds the shared-state engines configured under the top-level state: key, by name
+	// ("redis"). Their types are Limen's own, for in-tree policies; nil entries are absent.
+	Shared map[string]any
 }
 
 // Pool holds objects that outlive a single snapshot (limiters, caches, JWKS sets, health checkers),

@@ -28,6 +28,13 @@ func applyDefaults(c *Config) {
 	if len(c.Listeners) == 0 {
 		c.Listeners = []Listener{{Name: "default", Addr: ":8080"}}
 	}
+	if c.State != nil && c.State.Redis != nil {
+		r := c.State.Redis
+		setDur(&r.Timeout, 100*time.Millisecond)
+		setStr(&r.KeyPrefix, "limen:")
+		setInt(&r.Failures, 3)
+		setDur(&r.OpenFor, 2*time.Second)
+	}
 	ih := &c.Server.IdentityHeaders
 	setStr(&ih.ConsumerID, "X-Consumer-ID")
 	setStr(&ih.ConsumerGroups, "X-Consumer-Groups")

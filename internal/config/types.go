@@ -23,6 +23,8 @@ type Config struct {
 	Routes []*Route `json:"routes"`
 	// Consumers are the known API clients and their credentials.
 	Consumers []*Consumer `json:"consumers,omitempty"`
+	// State configures shared state for several nodes (Redis). Without it state is in memory.
+	State *State `json:"state,omitempty"`
 	// Logging configures the process log and the access log.
 	Logging Logging `json:"logging"`
 }
@@ -448,4 +450,27 @@ type BasicCredential struct {
 	Username string `json:"username"`
 	// PasswordHash is a bcrypt ($2a$, $2b$, $2y$) or argon2id ($argon2id$v=19$...) hash.
 	PasswordHash string `json:"password_hash" secret:"true"`
+}
+
+// State configures where shared state lives.
+type State struct {
+	// Redis shares rate-limit counters (and later usage and caches) between nodes.
+	Redis *Redis `json:"redis,omitempty"`
+}
+
+// Redis is a Redis server or a Redis Cluster-compatible endpoint.
+type Redis struct {
+	// URL is redis://[user:password@]host:port/db, or rediss:// for TLS. Accepts ${ENV}.
+	URL string `json:"url" secret:"true" env:"true"`
+	// PoolSize bounds connections per node. Default 10 per CPU.
+	PoolSize int `json:"pool_size,omitempty"`
+	// Timeout bounds every command, dial included. Default 100ms: a request never waits on
+	// Redis longer, and then its policy applies on_error.
+	Timeout Duration `json:"timeout,omitempty"`
+	// KeyPrefix starts every key. Default "limen:".
+	KeyPrefix string `json:"key_prefix,omitempty"`
+	// Failures in a row open the breaker in front of Redis. Default 3.
+	Failures int `json:"failures,omitempty"`
+	// OpenFor is how long the breaker stays open before one probe. Default 2s.
+	OpenFor Duration `json:"open_for,omitempty"`
 }

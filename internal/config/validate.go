@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/limen-gateway/limen/policy"
 )
@@ -365,6 +366,18 @@ func (d *Document) validate() Errors {
 		}
 	}
 	d.validateConsumers(fail)
+	if c.State != nil && c.State.Redis != nil {
+		r := c.State.Redis
+		if u, err := url.Parse(r.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+			fail("state.redis.url", "want redis://host:port/db or rediss://host:port/db")
+		}
+		if r.PoolSize < 0 || r.Failures < 0 {
+			fail("state.redis", "pool_size and failures must not be negative")
+		}
+		if r.Timeout.D() > 5*time.Second {
+			fail("state.redis.timeout", "above 5s a slow Redis would hold every request that uses it")
+		}
+	}
 	if c.Logging.Audit.PerSecond < 0 {
 		fail("logging.audit.per_second", "must be positive")
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/limen-gateway/limen/internal/audit"
 	"github.com/limen-gateway/limen/internal/consumer"
+	"github.com/limen-gateway/limen/internal/state"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -37,6 +38,7 @@ type builder struct {
 	errs      config.Errors
 	shared    map[string]sharedPolicy
 	consumers *consumer.Directory
+	engines   map[string]any // shared-state engines for policies (BuildContext.Shared)
 }
 
 type sharedPolicy struct {
@@ -64,6 +66,7 @@ func compile(doc *config.Document, pool policy.Pool, metrics *telemetry.Metrics,
 	}
 	b.buildAccessLog()
 	b.buildAuditLog()
+	b.buildStateEngines()
 	b.buildUpstreams()
 	b.buildSharedPolicies()
 	b.buildRoutes()
@@ -107,6 +110,28 @@ func (b *builder) buildAuditLog() {
 	}
 	b.snap.releases = append(b.snap.releases, release)
 	b.snap.audit = obj.(*audit.Log)
+}
+
+// buildStateEngines connects (lazily) to the configured shared-state engines. A Redis client is
+// pooled by its settings, so reloads keep its connections.
+func (b *builder) buildStateEngines() {
+	b.engines = map[string]any{}
+	st := b.cfg.State
+	if st == nil || st.Redis == nil {
+		return
+	}
+	r := st.Redis
+	key := fmt.Sprintf("state/redis|%s|%d|%s|%s|%d|%s", r.URL, r.PoolSize, r.Timeout.D(), r.KeyPrefix, r.Failures, r.OpenFor.D())
+	obj, release, err := b.pool.Acquire(key, func() (any, error) {
+		return state.NewRedis(state.RedisOptions{URL: r.URL, PoolSize: r.PoolSize, Timeout: r.Timeout.D(),
+			KeyPrefix: r.KeyPrefix, Failures: r.Failures, OpenFor: r.OpenFor.D(), Log: b.log.With("component", "redis")})
+	})
+	if err != nil {
+		b.fail("state.redis", "%v", err)
+		return
+	}
+	b.snap.releases = append(b.snap.releases, release)
+	b.engines["redis"] = obj
 }
 
 func (b *builder) buildUpstreams() {
@@ -221,7 +246,7 @@ func (b *builder) buildPolicy(path string, spec *config.PolicySpec, id, route st
 	}
 	bc := policy.BuildContext{
 		ID: id, Kind: spec.Kind, Route: route, Pool: b.pool, BaseDir: b.doc.BaseDir,
-		Logger: b.log.With("policy", id), Consumers: b.consumers,
+		Logger: b.log.With("policy", id), Consumers: b.consumers, Shared: b.engines,
 	}
 	p, err := kind.Build(bc, json.RawMessage(spec.Config))
 	if err != nil {

@@ -31,6 +31,15 @@ type Config struct {
 	// MissingKey decides requests whose key cannot be built (no consumer, no such header):
 	// allow (default: the limit does not apply) or deny.
 	MissingKey string `json:"missing_key,omitempty"`
+	// Backend is local (default: counters in this process) or redis (counters shared by every
+	// node through the top-level state.redis, one round trip per request).
+	Backend string `json:"backend,omitempty"`
+	// OnError is what a redis-backed limit does while Redis is unreachable: local (default:
+	// enforce the limits in this process alone), allow, or deny (503).
+	OnError string `json:"on_error,omitempty"`
+	// LocalPrecheck checks the limits in this process before asking Redis: a request this node
+	// alone already refuses is refused without a round trip.
+	LocalPrecheck bool `json:"local_precheck,omitempty"`
 }
 
 // LimitConfig is one rate.
@@ -100,6 +109,23 @@ func (c *Config) Validate() error {
 	if c.Headers == nil {
 		t := true
 		c.Headers = &t
+	}
+	switch c.Backend {
+	case "":
+		c.Backend = "local"
+	case "local", "redis":
+	default:
+		return fmt.Errorf("backend %q: want local or redis", c.Backend)
+	}
+	switch c.OnError {
+	case "":
+		c.OnError = "local"
+	case "local", "allow", "deny":
+	default:
+		return fmt.Errorf("on_error %q: want local, allow or deny", c.OnError)
+	}
+	if c.Backend == "local" && c.LocalPrecheck {
+		return errors.New("local_precheck applies to backend: redis")
 	}
 	switch c.MissingKey {
 	case "":

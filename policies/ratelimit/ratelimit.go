@@ -8,6 +8,7 @@
 package ratelimit
 
 import (
+	"errors"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -42,6 +43,7 @@ type limiter struct {
 	parts   []keyPart
 	limits  []state.Limit
 	store   *state.MemoryLimiter // concrete: through an interface the key buffer would escape
+	redis   *state.RedisLimiter  // backend: redis; store is then the precheck and the on_error: local fallback
 	release func()
 	policy  []string // the RateLimit-Policy value, built once and shared by every response
 	now     func() time.Time
@@ -74,6 +76,13 @@ func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
 	} else {
 		l.store = state.NewMemoryLimiter(c.MaxKeys)
 	}
+	if c.Backend == "redis" {
+		r, _ := bc.Shared["redis"].(*state.Redis)
+		if r == nil {
+			return nil, errors.New("backend: redis needs a top-level state: { redis: { url: ... } }")
+		}
+		l.redis = r.Limiter(bc.ID + ":" + strings.Join(c.Key, ","))
+	}
 	l.missing = &policy.Error{Status: http.StatusTooManyRequests, Code: "rate_limit_key_missing",
 		Detail: "this request cannot be attributed to a rate-limit key"}
 	return l, nil
@@ -95,7 +104,10 @@ func (l *limiter) Wrap(next policy.Handler) policy.Handler {
 			}
 			return next.ServeHTTP(w, r)
 		}
-		d := l.store.Allow(key, l.limits, l.now())
+		d, err := l.decide(r, key)
+		if err != nil {
+			return err
+		}
 		if !d.Allowed {
 			h := http.Header{
 				"Retry-After": {strconv.FormatInt(ceilSeconds(d.RetryAfter), 10)},
@@ -107,13 +119,45 @@ func (l *limiter) Wrap(next policy.Handler) policy.Handler {
 			return &policy.Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
 				Detail: "too many requests; retry after the time in Retry-After", Header: h}
 		}
-		if *l.cfg.Headers {
+		if *l.cfg.Headers && d.Remaining >= 0 {
 			wh := w.Header()
 			wh["Ratelimit-Policy"] = l.policy
 			wh["Ratelimit"] = []string{l.state(d, d.Remaining)}
 		}
 		return next.ServeHTTP(w, r)
 	})
+}
+
+var errStateUnavailable = &policy.Error{Status: http.StatusServiceUnavailable, Code: "rate_limit_unavailable",
+	Detail: "the shared rate-limit state is unavailable; retry shortly", Header: http.Header{"Retry-After": {"1"}}}
+
+// decide asks the local table or Redis. With Redis: an optional local precheck first, and the
+// policy's on_error while Redis is unreachable.
+func (l *limiter) decide(r *http.Request, key []byte) (state.Decision, error) {
+	if l.redis == nil {
+		return l.store.Allow(key, l.limits, l.now()), nil
+	}
+	if l.cfg.LocalPrecheck {
+		// This node's own share can only be smaller than the cluster's: if it alone is over,
+		// the cluster is too.
+		if d := l.store.Allow(key, l.limits, l.now()); !d.Allowed {
+			return d, nil
+		}
+	}
+	d, err := l.redis.Allow(r.Context(), key, l.limits)
+	if err == nil {
+		return d, nil
+	}
+	switch l.cfg.OnError {
+	case "allow":
+		return state.Decision{Allowed: true, Remaining: -1}, nil
+	case "deny":
+		return state.Decision{}, errStateUnavailable
+	}
+	if l.cfg.LocalPrecheck {
+		return state.Decision{Allowed: true, Remaining: -1}, nil // already counted locally above
+	}
+	return l.store.Allow(key, l.limits, l.now()), nil
 }
 
 // state renders the RateLimit field for the deciding limit.

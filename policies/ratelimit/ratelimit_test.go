@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/limen-gateway/limen/internal/state"
 	"github.com/limen-gateway/limen/policies/internal/policytest"
 	"github.com/limen-gateway/limen/policy"
 )
@@ -173,7 +174,22 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestDocExamples(t *testing.T) {
-	policytest.CheckDocExamples(t, "../../docs/policies/rate_limit.md", Kind)
+	// A Redis client connects lazily: building sends nothing anywhere.
+	r, err := state.NewRedis(state.RedisOptions{URL: "redis://127.0.0.1:1/0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	policytest.CheckDocExamples(t, "../../docs/policies/rate_limit.md", Kind, func(bc *policy.BuildContext) {
+		bc.Shared = map[string]any{"redis": r}
+	})
+}
+
+func TestRedisBackendNeedsState(t *testing.T) {
+	t.Parallel()
+	if _, err := policytest.Build(Kind, `{"backend": "redis", "limits": [{"requests": 1, "per": "1s"}]}`); err == nil {
+		t.Fatal("backend: redis built without state.redis")
+	}
 }
 
 // BenchmarkRateLimit is the policy's hot path for a known client: key building, the limiter and
