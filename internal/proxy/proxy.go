@@ -99,6 +99,9 @@ type state struct {
 	cancel  context.CancelFunc
 	timer   *time.Timer
 	start   time.Time
+	// key is the request's hash key for a hash-balanced upstream, taken from the client's
+	// request (its path, headers and cookies before rewriting) once for every attempt.
+	key upstream.Key
 	// phase is phaseHeaders until response headers arrive, then phaseStream; the timer's
 	// callback reads it to tell a route timeout from an idle stream.
 	phase    atomic.Int32
@@ -174,6 +177,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 			st.timer.Stop()
 		}
 	}()
+	st.key = h.up.RequestKey(r, st.ex)
 	r = r.WithContext(st)
 	if r.Body != nil && r.Body != http.NoBody {
 		st.watch = bodyWatch{ReadCloser: r.Body, st: st}
@@ -375,8 +379,9 @@ func (h *handler) modifyResponse(resp *http.Response) error {
 // RoundTrip sends the request to a target, retrying on another one when the policy allows.
 func (h *handler) RoundTrip(req *http.Request) (*http.Response, error) {
 	var ex *policy.Exchange
+	var key upstream.Key
 	if st := stateFrom(req.Context()); st != nil {
-		ex = st.ex
+		ex, key = st.ex, st.key
 	}
 	rp := h.up.Retry()
 	attempts := 1 + rp.Attempts
@@ -409,10 +414,10 @@ func (h *handler) RoundTrip(req *http.Request) (*http.Response, error) {
 	var triedBuf [4]*upstream.Target
 	tried := triedBuf[:0]
 	for i := 0; ; i++ {
-		t, err := h.up.Pick(tried)
+		t, err := h.up.PickKey(tried, key)
 		if err != nil && len(tried) > 0 {
 			// Every available target was tried: a retry may go to one of them again.
-			t, err = h.up.Pick(nil)
+			t, err = h.up.PickKey(nil, key)
 		}
 		if err != nil {
 			return nil, err
@@ -459,12 +464,14 @@ func (h *handler) try(req *http.Request, t *upstream.Target) (*http.Response, er
 		req = req.WithContext(ctx)
 	}
 	t.Begin()
+	start := time.Now()
 	resp, err := h.up.Transport().RoundTrip(req)
 	outcome := upstream.Success
 	if err != nil || resp.StatusCode == 502 || resp.StatusCode == 503 || resp.StatusCode == 504 {
 		outcome = upstream.Failure
 	}
-	h.up.End(t, outcome)
+	// The latency is the time to response headers, what the ewma balancer estimates.
+	h.up.End(t, outcome, time.Since(start))
 	if timer != nil {
 		stopped := timer.Stop() // the per-try timeout covers the wait for headers only
 		switch {

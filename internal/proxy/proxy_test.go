@@ -428,3 +428,72 @@ func TestRouteTimeoutBeforeHeaders(t *testing.T) {
 		t.Fatalf("got %v, want 504 upstream_timeout", err)
 	}
 }
+
+// TestHashKeyIsTheClientRequest: the hash balancer hashes what the client sent (here its path),
+// not the rewritten request, and keeps a key on one target.
+func TestHashKeyIsTheClientRequest(t *testing.T) {
+	var backends []string
+	for i := range 3 {
+		name := fmt.Sprint("b", i)
+		b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/same" {
+				t.Errorf("upstream path %q, want the rewritten /same", r.URL.Path)
+			}
+			w.Header().Set("X-Backend", name)
+		}))
+		defer b.Close()
+		backends = append(backends, b.URL)
+	}
+	h := newProxy(t, Options{RewritePath: func(string, policy.Params) string { return "/same" }},
+		upstream.Options{Balance: upstream.Hash, HashOn: "path"}, backends...)
+	home := map[string]string{}
+	used := map[string]bool{}
+	for round := range 3 {
+		for i := range 30 {
+			path := fmt.Sprintf("/items/%d", i)
+			rec, err := serve(h, httptest.NewRequest("GET", "http://api.example.com"+path, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := rec.Header().Get("X-Backend")
+			if round > 0 && got != home[path] {
+				t.Fatalf("%s went to %s, earlier to %s", path, got, home[path])
+			}
+			home[path] = got
+			used[got] = true
+		}
+	}
+	if len(used) < 2 {
+		t.Fatalf("30 paths all hashed to %v: the key is not the client's path", used)
+	}
+}
+
+// TestLatencyReachesTheEstimate: the proxy reports each attempt's time to response headers.
+func TestLatencyReachesTheEstimate(t *testing.T) {
+	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(20 * time.Millisecond)
+	}))
+	defer b.Close()
+	up, err := upstream.New(upstream.Options{Name: "u", Balance: upstream.EWMA,
+		Targets: []upstream.TargetSpec{{URL: must(url.Parse(b.URL)), Weight: 1}}}, &pool{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	h, _ := New(Options{Upstream: up})
+	if _, err := serve(h, httptest.NewRequest("GET", "http://api.example.com/", nil)); err != nil {
+		t.Fatal(err)
+	}
+	// The estimate is about the backend's sleep or more, whatever the machine's speed (19, not
+	// 20: it decays a little between the response and the read).
+	if ms := up.Status().Targets[0].LatencyMillis; ms == nil || *ms < 19 {
+		t.Fatalf("latency estimate %v, want at least 20ms", ms)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}

@@ -1,10 +1,12 @@
 // Package upstream holds pools of backend targets: static or DNS-discovered targets with weights,
-// balancers (smooth weighted round robin, least request by power of two choices), active and
-// passive health, the transport to reach them, and the retry budget. State that must survive a
-// reload (connections, health, ejections) lives in the shared policy.Pool, keyed by what it is.
+// balancers (smooth weighted round robin, least request and peak-EWMA latency by power of two
+// choices, consistent hashing with bounded loads), active and passive health, the transport to
+// reach them, and the retry budget. State that must survive a reload (connections, health,
+// ejections, latency estimates) lives in the shared policy.Pool, keyed by what it is.
 package upstream
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -26,10 +28,19 @@ import (
 
 // Options configure an upstream; runtime maps the config onto them.
 type Options struct {
-	Name      string
-	Targets   []TargetSpec
-	DNS       *DNSOptions
-	Balance   string
+	Name    string
+	Targets []TargetSpec
+	DNS     *DNSOptions
+	// Balance is round_robin (the default when empty), least_request, ewma or hash.
+	Balance string
+	// HashOn is what the hash balancer hashes: header:NAME, cookie:NAME, client_ip, consumer or
+	// path. Required with hash.
+	HashOn string
+	// HashBalanceFactor is c in the hash balancer's load bound (c × the average load); at
+	// least 1, DefaultHashBalanceFactor when 0.
+	HashBalanceFactor float64
+	// EWMADecay is the ewma balancer's time constant τ; DefaultEWMADecay when 0.
+	EWMADecay time.Duration
 	Active    *ActiveCheck
 	Passive   *PassiveCheck
 	Transport TransportOptions
@@ -96,8 +107,16 @@ type Upstream struct {
 	transport *http.Transport
 
 	targets atomic.Pointer[[]*Target]
-	mu      sync.Mutex // round robin state and DNS updates
+	ring    atomic.Pointer[ring] // the hash balancer's ring over the same targets
+	mu      sync.Mutex           // round robin state and DNS updates
 	release []func()
+
+	hash   hashSpec // hash_on, for the hash balancer
+	factor float64  // hash_balance_factor
+	ewma   bool     // whether End feeds latency estimates
+	tau    float64  // ewma_decay in nanoseconds
+	// mono is the latency estimates' clock (monotonic nanoseconds); tests replace it.
+	mono func(time.Time) int64
 
 	requests atomic.Int64 // in flight, for the retry budget
 	retries  atomic.Int64
@@ -120,6 +139,7 @@ type Target struct {
 type Status struct {
 	Name    string         `json:"name"`
 	Balance string         `json:"balance"`
+	HashOn  string         `json:"hash_on,omitempty"`
 	Targets []TargetStatus `json:"targets"`
 }
 
@@ -131,6 +151,8 @@ type TargetStatus struct {
 	EjectedUntil        *time.Time `json:"ejected_until,omitempty"`
 	InFlight            int64      `json:"in_flight"`
 	ConsecutiveFailures int        `json:"consecutive_failures"`
+	// LatencyMillis is the ewma balancer's current latency estimate, once there is one.
+	LatencyMillis *float64 `json:"latency_ewma_ms,omitempty"`
 }
 
 // New builds an upstream, acquiring its transport and targets' health from shared.
@@ -138,7 +160,23 @@ func New(o Options, shared policy.Pool, log *slog.Logger) (*Upstream, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	u := &Upstream{name: o.Name, opts: o, log: log, shared: shared, stop: make(chan struct{})}
+	u := &Upstream{name: o.Name, opts: o, log: log, shared: shared, stop: make(chan struct{}), mono: monotonic}
+	switch o.Balance {
+	case "", RoundRobin, LeastRequest:
+	case EWMA:
+		u.ewma, u.tau = true, float64(cmp.Or(o.EWMADecay, DefaultEWMADecay))
+	case Hash:
+		spec, err := parseHashOn(o.HashOn)
+		if err != nil {
+			return nil, err
+		}
+		u.hash, u.factor = spec, cmp.Or(o.HashBalanceFactor, DefaultHashBalanceFactor)
+		if u.factor < 1 {
+			return nil, fmt.Errorf("hash_balance_factor %g: must be at least 1", u.factor)
+		}
+	default:
+		return nil, fmt.Errorf("unknown balancer %q", o.Balance)
+	}
 	key := fmt.Sprintf("transport/%s/%+v", o.Name, o.Transport)
 	obj, rel, err := shared.Acquire(key, func() (any, error) { return newTransport(o.Transport) })
 	if err != nil {
@@ -159,12 +197,29 @@ func New(o Options, shared policy.Pool, log *slog.Logger) (*Upstream, error) {
 		u.Close()
 		return nil, err
 	}
-	u.targets.Store(&ts)
+	u.setTargets(ts)
 	if o.DNS != nil {
 		u.wg.Add(1)
 		go u.discover()
 	}
 	return u, nil
+}
+
+// setTargets publishes a new target set (and its ring) and returns the old one.
+func (u *Upstream) setTargets(ts []*Target) []*Target {
+	var r *ring
+	if u.hash.on != hashNone {
+		r = buildRing(ts) // built outside the lock: picks go on meanwhile
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if r != nil {
+		u.ring.Store(r)
+	}
+	if old := u.targets.Swap(&ts); old != nil {
+		return *old
+	}
+	return nil
 }
 
 func (u *Upstream) makeTargets(specs []TargetSpec) ([]*Target, error) {
@@ -218,14 +273,21 @@ func (u *Upstream) Retry() RetryPolicy { return u.opts.Retry }
 
 // Status reports the targets' state.
 func (u *Upstream) Status() Status {
-	st := Status{Name: u.name, Balance: u.balance(), Targets: []TargetStatus{}}
+	st := Status{Name: u.name, Balance: u.balance(), HashOn: u.opts.HashOn, Targets: []TargetStatus{}}
 	now := time.Now()
+	mono := u.mono(now)
 	for _, t := range *u.targets.Load() {
 		ts := TargetStatus{URL: t.Key, Weight: t.Weight, Healthy: t.state.healthy.Load(),
 			InFlight: t.state.inflight.Load(), ConsecutiveFailures: int(t.state.failures.Load())}
 		if until := t.state.ejectedUntil.Load(); until > now.UnixNano() {
 			tm := time.Unix(0, until)
 			ts.EjectedUntil = &tm
+		}
+		if u.ewma {
+			if est, ok := t.state.rtt.current(mono, u.tau); ok {
+				ms := est / 1e6
+				ts.LatencyMillis = &ms
+			}
 		}
 		st.Targets = append(st.Targets, ts)
 	}
@@ -243,61 +305,71 @@ func (t *Target) available(now int64) bool {
 	return t.Weight > 0 && t.state.healthy.Load() && t.state.ejectedUntil.Load() <= now
 }
 
-// Pick chooses a target that is available and not in tried.
-func (u *Upstream) Pick(tried []*Target) (*Target, error) {
-	ts := *u.targets.Load()
-	now := time.Now().UnixNano()
-	ok := func(t *Target) bool {
-		if !t.available(now) {
-			return false
+// Pick chooses a target that is available and not in tried, as PickKey does for a request
+// without a hash key.
+func (u *Upstream) Pick(tried []*Target) (*Target, error) { return u.PickKey(tried, Key{}) }
+
+// PickKey chooses a target that is available and not in tried. k is the request's RequestKey;
+// only the hash balancer reads it, and balances a request without one round robin.
+func (u *Upstream) PickKey(tried []*Target, k Key) (*Target, error) {
+	now := time.Now()
+	f := filter{now: now.UnixNano(), tried: tried}
+	switch u.opts.Balance {
+	case LeastRequest:
+		return u.pickLeastRequest(*u.targets.Load(), f)
+	case EWMA:
+		return u.pickEWMA(*u.targets.Load(), f, u.mono(now))
+	case Hash:
+		if k.ok {
+			return u.pickHash(u.ring.Load(), k, f)
 		}
-		for _, x := range tried {
-			if x == t {
-				return false
-			}
-		}
-		return true
 	}
-	if u.opts.Balance == "least_request" {
-		var a, b *Target
-		n := len(ts)
-		if n == 0 {
-			return nil, ErrNoHealthyTarget
-		}
-		// Power of two choices: sample two available targets, take the less loaded per weight.
-		start := rand.IntN(n)
-		for i := 0; i < n && b == nil; i++ {
-			t := ts[(start+i*7919)%n]
-			if !ok(t) || t == a {
-				continue
-			}
-			if a == nil {
-				a = t
-			} else {
-				b = t
-			}
+	return u.pickRoundRobin(*u.targets.Load(), f)
+}
+
+// pickLeastRequest is power of two choices on attempts in flight per weight.
+func (u *Upstream) pickLeastRequest(ts []*Target, f filter) (*Target, error) {
+	var a, b *Target
+	n := len(ts)
+	if n == 0 {
+		return nil, ErrNoHealthyTarget
+	}
+	// Power of two choices: sample two available targets, take the less loaded per weight.
+	start := rand.IntN(n)
+	for i := 0; i < n && b == nil; i++ {
+		t := ts[(start+i*7919)%n]
+		if !f.ok(t) || t == a {
+			continue
 		}
 		if a == nil {
-			for _, t := range ts {
-				if ok(t) {
-					return t, nil
-				}
-			}
-			return nil, ErrNoHealthyTarget
+			a = t
+		} else {
+			b = t
 		}
-		if b != nil && b.state.inflight.Load()*int64(a.Weight) < a.state.inflight.Load()*int64(b.Weight) {
-			return b, nil
-		}
-		return a, nil
 	}
-	// Smooth weighted round robin (nginx): every available target gains its weight, the largest
-	// is picked and pays the total. Deterministic and evenly interleaved.
+	if a == nil {
+		for _, t := range ts {
+			if f.ok(t) {
+				return t, nil
+			}
+		}
+		return nil, ErrNoHealthyTarget
+	}
+	if b != nil && b.state.inflight.Load()*int64(a.Weight) < a.state.inflight.Load()*int64(b.Weight) {
+		return b, nil
+	}
+	return a, nil
+}
+
+// pickRoundRobin is smooth weighted round robin (nginx): every available target gains its
+// weight, the largest is picked and pays the total. Deterministic and evenly interleaved.
+func (u *Upstream) pickRoundRobin(ts []*Target, f filter) (*Target, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	var best *Target
 	total := 0
 	for _, t := range ts {
-		if !ok(t) {
+		if !f.ok(t) {
 			continue
 		}
 		t.cw += t.Weight
@@ -325,9 +397,13 @@ const (
 // Begin counts an attempt in flight on t.
 func (t *Target) Begin() { t.state.inflight.Add(1) }
 
-// End finishes an attempt and feeds passive health.
-func (u *Upstream) End(t *Target, o Outcome) {
+// End finishes an attempt and feeds passive health and, for the ewma balancer, the target's
+// latency estimate. latency is the attempt's time to response headers (or to its failure).
+func (u *Upstream) End(t *Target, o Outcome, latency time.Duration) {
 	t.state.inflight.Add(-1)
+	if u.ewma {
+		t.state.rtt.observe(u.mono(time.Now()), float64(max(latency, 1)), u.tau, o != Success)
+	}
 	p := u.opts.Passive
 	if o == Success {
 		t.state.failures.Store(0)
@@ -440,6 +516,7 @@ type health struct {
 	ejectedUntil atomic.Int64
 	failures     atomic.Int32
 	inflight     atomic.Int64
+	rtt          latency // peak-EWMA latency, fed while the ewma balancer is configured
 	stop         chan struct{}
 	done         chan struct{}
 }
@@ -563,10 +640,7 @@ func (u *Upstream) discover() {
 		if err != nil {
 			continue
 		}
-		u.mu.Lock()
-		old := u.targets.Swap(&ts)
-		u.mu.Unlock()
-		for _, t := range *old {
+		for _, t := range u.setTargets(ts) {
 			t.rel()
 		}
 	}

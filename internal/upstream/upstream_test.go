@@ -124,7 +124,7 @@ func TestPassiveEjectionRespectsMaxPercent(t *testing.T) {
 	for _, tg := range ts {
 		for range 2 {
 			tg.Begin()
-			u.End(tg, Failure)
+			u.End(tg, Failure, time.Millisecond)
 		}
 	}
 	ejected := 0
@@ -144,7 +144,7 @@ func TestStateSurvivesRebuild(t *testing.T) {
 	a, _ := New(o, pool, nil)
 	tg := (*a.targets.Load())[0]
 	tg.Begin()
-	a.End(tg, Failure)
+	a.End(tg, Failure, time.Millisecond)
 	b, _ := New(o, pool, nil) // the reload builds the new one before releasing the old
 	a.Close()
 	defer b.Close()
