@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/limen-gateway/limen/policy"
 )
@@ -58,6 +59,16 @@ func TestErrorsHavePositions(t *testing.T) {
 		{"public admin without token", "admin: { addr: \":9901\" }\n", `admin.addr: admin address ":9901" is not loopback`},
 		{"target with path", "upstreams:\n  u: { targets: [{url: \"http://a:1/x\"}] }\n", `must be scheme://host:port only`},
 		{"rewrite param", "upstreams:\n  u: { targets: [{url: \"http://a:1\"}] }\nroutes:\n  - {name: a, match: {path: /x}, upstream: u, rewrite: {path: \"/y/{id}\"}}\n", `{id} is not captured`},
+		{"unknown balancer", "upstreams:\n  u:\n    targets: [{url: \"http://a:1\"}]\n    balance: random\n", `limen.yaml:4: upstreams.u.balance: unknown balancer "random" (want round_robin, least_request, ewma or hash)`},
+		{"hash without hash_on", "upstreams:\n  u:\n    targets: [{url: \"http://a:1\"}]\n    balance: hash\n", `limen.yaml:4: upstreams.u.balance: balance: hash needs hash_on`},
+		{"bad hash_on", "upstreams:\n  u:\n    targets: [{url: \"http://a:1\"}]\n    balance: hash\n    hash_on: \"header:X User\"\n", `limen.yaml:5: upstreams.u.hash_on: hash_on "header:X User": want header:NAME`},
+		{"unknown hash source", "upstreams:\n  u:\n    targets: [{url: \"http://a:1\"}]\n    balance: hash\n    hash_on: query\n", `limen.yaml:5: upstreams.u.hash_on: hash_on "query"`},
+		{"hash_on without hash", "upstreams:\n  u:\n    targets: [{url: \"http://a:1\"}]\n    hash_on: client_ip\n", `limen.yaml:4: upstreams.u.hash_on: hash_on applies only to balance: hash (balance is round_robin)`},
+		{"low balance factor", "upstreams:\n  u:\n    targets: [{url: \"http://a:1\"}]\n    balance: hash\n    hash_on: path\n    hash_balance_factor: 0.5\n", `limen.yaml:6: upstreams.u.hash_balance_factor: hash_balance_factor 0.5 must be at least 1`},
+		{"balance factor without hash", "upstreams:\n  u:\n    targets: [{url: \"http://a:1\"}]\n    balance: ewma\n    hash_balance_factor: 2\n", `limen.yaml:5: upstreams.u.hash_balance_factor: hash_balance_factor applies only to balance: hash (balance is ewma)`},
+		{"ewma_decay without ewma", "upstreams:\n  u:\n    targets: [{url: \"http://a:1\"}]\n    balance: least_request\n    ewma_decay: 5s\n", `limen.yaml:5: upstreams.u.ewma_decay: ewma_decay applies only to balance: ewma`},
+		{"tiny ewma_decay", "upstreams:\n  u:\n    targets: [{url: \"http://a:1\"}]\n    balance: ewma\n    ewma_decay: 10us\n", `limen.yaml:5: upstreams.u.ewma_decay: ewma_decay must be at least 1ms`},
+		{"bad ewma_decay", "upstreams:\n  u:\n    targets: [{url: \"http://a:1\"}]\n    balance: ewma\n    ewma_decay: soon\n", `limen.yaml:5: upstreams.u.ewma_decay: invalid duration "soon"`},
 		{"yaml syntax", "routes: [\n", `limen.yaml:1: invalid YAML`},
 		{"duplicate key", "routes: []\nroutes: []\n", `limen.yaml`},
 	}
@@ -95,6 +106,39 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.Routes[0].Match.Path != "/{path...}" || c.Routes[0].Timeout.D().String() != "30s" || !*c.Server.MergeSlashes {
 		t.Errorf("route defaults: %+v", c.Routes[0])
+	}
+}
+
+func TestBalancerDefaults(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, upstream string
+		check          func(*Upstream) bool
+	}{
+		{"hash", "{targets: [{url: \"http://a:1\"}], balance: hash, hash_on: \"cookie:sid\"}",
+			func(u *Upstream) bool {
+				return u.HashOn == "cookie:sid" && u.HashBalanceFactor == 1.25 && u.EWMADecay == 0
+			}},
+		{"hash with a factor", "{targets: [{url: \"http://a:1\"}], balance: hash, hash_on: client_ip, hash_balance_factor: 2}",
+			func(u *Upstream) bool { return u.HashBalanceFactor == 2 }},
+		{"ewma", "{targets: [{url: \"http://a:1\"}], balance: ewma}",
+			func(u *Upstream) bool { return u.EWMADecay.D() == 10*time.Second && u.HashBalanceFactor == 0 }},
+		{"ewma with a decay", "{targets: [{url: \"http://a:1\"}], balance: ewma, ewma_decay: 3s}",
+			func(u *Upstream) bool { return u.EWMADecay.D() == 3*time.Second }},
+		{"round robin sets neither", "{targets: [{url: \"http://a:1\"}]}",
+			func(u *Upstream) bool { return u.EWMADecay == 0 && u.HashBalanceFactor == 0 && u.HashOn == "" }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			d, err := Parse("limen.yaml", []byte("upstreams:\n  u: "+c.upstream+"\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u := d.Config.Upstreams["u"]; !c.check(u) {
+				t.Fatalf("defaults: %+v", u)
+			}
+		})
 	}
 }
 

@@ -71,6 +71,14 @@ func applyDefaults(c *Config) {
 			continue
 		}
 		setStr(&u.Balance, "round_robin")
+		switch u.Balance {
+		case "hash":
+			if u.HashBalanceFactor == 0 {
+				u.HashBalanceFactor = 1.25
+			}
+		case "ewma":
+			setDur(&u.EWMADecay, 10*time.Second)
+		}
 		setStr(&u.Protocol, "http1")
 		for i := range u.Targets {
 			setInt(&u.Targets[i].Weight, 1)

@@ -161,8 +161,19 @@ type Upstream struct {
 	Targets []Target `json:"targets,omitempty"`
 	// Discovery finds targets dynamically.
 	Discovery *Discovery `json:"discovery,omitempty"`
-	// Balance is round_robin (default, smooth weighted) or least_request (power of two choices).
+	// Balance is round_robin (default, smooth weighted), least_request (power of two choices by
+	// requests in flight), ewma (power of two choices by peak-EWMA latency × requests in flight)
+	// or hash (consistent hashing on hash_on with bounded loads).
 	Balance string `json:"balance,omitempty"`
+	// HashOn is what the hash balancer hashes: header:NAME, cookie:NAME, client_ip, consumer or
+	// path. Required with balance: hash, and only allowed with it.
+	HashOn string `json:"hash_on,omitempty"`
+	// HashBalanceFactor bounds a hash target's load to this many times the pool's average
+	// before its keys spill to the next target on the ring; at least 1. Default 1.25 (hash only).
+	HashBalanceFactor float64 `json:"hash_balance_factor,omitempty"`
+	// EWMADecay is the time constant of the ewma balancer's latency average. Default 10s (ewma
+	// only).
+	EWMADecay Duration `json:"ewma_decay,omitempty"`
 	// Health configures active and passive health checking.
 	Health Health `json:"health"`
 	// Timeouts for connecting and waiting for response headers.

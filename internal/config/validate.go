@@ -25,6 +25,17 @@ var (
 	statusRE = regexp.MustCompile(`^[1-5][0-9][0-9]$`)
 )
 
+// validHashOn reports whether s is a hash_on value: header:NAME or cookie:NAME with NAME an
+// RFC 9110 token, client_ip, consumer or path.
+func validHashOn(s string) bool {
+	switch s {
+	case "client_ip", "consumer", "path":
+		return true
+	}
+	kind, name, _ := strings.Cut(s, ":")
+	return (kind == "header" || kind == "cookie") && tokenRE.MatchString(name)
+}
+
 func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
@@ -197,8 +208,34 @@ func (d *Document) validate() Errors {
 				fail(p+".discovery.dns.scheme", "scheme must be http or https")
 			}
 		}
-		if u.Balance != "round_robin" && u.Balance != "least_request" {
-			fail(p+".balance", "unknown balancer %q (want round_robin or least_request)", u.Balance)
+		switch u.Balance {
+		case "round_robin", "least_request", "ewma", "hash":
+		default:
+			fail(p+".balance", "unknown balancer %q (want round_robin, least_request, ewma or hash)", u.Balance)
+		}
+		switch {
+		case u.Balance == "hash" && u.HashOn == "":
+			fail(p+".balance", "balance: hash needs hash_on (header:NAME, cookie:NAME, client_ip, consumer or path)")
+		case u.Balance == "hash":
+			if !validHashOn(u.HashOn) {
+				fail(p+".hash_on", "hash_on %q: want header:NAME, cookie:NAME, client_ip, consumer or path", u.HashOn)
+			}
+			if u.HashBalanceFactor < 1 {
+				fail(p+".hash_balance_factor", "hash_balance_factor %g must be at least 1 (1.25 lets a target take 25%% more than the average)", u.HashBalanceFactor)
+			}
+		default:
+			if u.HashOn != "" {
+				fail(p+".hash_on", "hash_on applies only to balance: hash (balance is %s)", u.Balance)
+			}
+			if u.HashBalanceFactor != 0 {
+				fail(p+".hash_balance_factor", "hash_balance_factor applies only to balance: hash (balance is %s)", u.Balance)
+			}
+		}
+		if u.Balance != "ewma" && u.EWMADecay != 0 {
+			fail(p+".ewma_decay", "ewma_decay applies only to balance: ewma (balance is %s)", u.Balance)
+		}
+		if u.Balance == "ewma" && u.EWMADecay.D() < time.Millisecond {
+			fail(p+".ewma_decay", "ewma_decay must be at least 1ms")
 		}
 		if u.Protocol != "http1" && u.Protocol != "h2" && u.Protocol != "h2c" {
 			fail(p+".protocol", "unknown protocol %q (want http1, h2 or h2c)", u.Protocol)

@@ -160,7 +160,8 @@ func (b *builder) buildUpstreams() {
 }
 
 func upstreamOptions(name string, u *config.Upstream) (upstream.Options, error) {
-	o := upstream.Options{Name: name, Balance: u.Balance}
+	o := upstream.Options{Name: name, Balance: u.Balance, HashOn: u.HashOn,
+		HashBalanceFactor: u.HashBalanceFactor, EWMADecay: u.EWMADecay.D()}
 	for _, t := range u.Targets {
 		parsed, err := url.Parse(t.URL)
 		if err != nil {

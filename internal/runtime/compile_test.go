@@ -1,0 +1,43 @@
+package runtime
+
+import (
+	"testing"
+	"time"
+
+	"github.com/limen-gateway/limen/internal/upstream"
+)
+
+func TestUpstreamOptionsBalancers(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, yaml string
+		want       upstream.Options
+	}{
+		{"hash", `{targets: [{url: "http://127.0.0.1:1"}], balance: hash, hash_on: "header:X-User", hash_balance_factor: 1.5}`,
+			upstream.Options{Balance: upstream.Hash, HashOn: "header:X-User", HashBalanceFactor: 1.5}},
+		{"hash default factor", `{targets: [{url: "http://127.0.0.1:1"}], balance: hash, hash_on: client_ip}`,
+			upstream.Options{Balance: upstream.Hash, HashOn: "client_ip", HashBalanceFactor: upstream.DefaultHashBalanceFactor}},
+		{"ewma", `{targets: [{url: "http://127.0.0.1:1"}], balance: ewma, ewma_decay: 2s}`,
+			upstream.Options{Balance: upstream.EWMA, EWMADecay: 2 * time.Second}},
+		{"ewma default decay", `{targets: [{url: "http://127.0.0.1:1"}], balance: ewma}`,
+			upstream.Options{Balance: upstream.EWMA, EWMADecay: upstream.DefaultEWMADecay}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			d := parse(t, "upstreams:\n  u: "+c.yaml+"\n")
+			o, err := upstreamOptions("u", d.Config.Upstreams["u"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.Balance != c.want.Balance || o.HashOn != c.want.HashOn || o.HashBalanceFactor != c.want.HashBalanceFactor || o.EWMADecay != c.want.EWMADecay {
+				t.Fatalf("options %+v, want %+v", o, c.want)
+			}
+			up, err := upstream.New(o, NewPool(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			up.Close()
+		})
+	}
+}
