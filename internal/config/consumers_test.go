@@ -143,3 +143,23 @@ func TestPolicyFilesAreWatchedAndHashed(t *testing.T) {
 		t.Error("changing a policy's file did not change the config hash: a reload would be a no-op")
 	}
 }
+
+func TestSplitValidation(t *testing.T) {
+	base := "upstreams:\n  a: { targets: [{ url: \"http://127.0.0.1:1\" }] }\n  b: { targets: [{ url: \"http://127.0.0.1:2\" }] }\nroutes:\n  - name: r\n    match: { path: /x }\n"
+	if _, err := Parse("limen.yaml", []byte(base+"    split: { sticky: consumer, rules: [{ cookies: { beta: \"1\" }, upstream: b }], weights: [{ upstream: a, weight: 9 }, { upstream: b, weight: 1 }] }\n")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ doc, want string }{
+		{"    split: { weights: [{ upstream: a, weight: 1 }] }\n    upstream: a\n", "exactly one terminal"},
+		{"    split: { weights: [] }\n", "a split needs weights"},
+		{"    split: { weights: [{ upstream: a, weight: 0 }] }\n", "at least one weight must be positive"},
+		{"    split: { weights: [{ upstream: zz, weight: 1 }] }\n", `no upstream named "zz"`},
+		{"    split: { weights: [{ upstream: a, weight: 1 }], rules: [{ upstream: b }] }\n", "needs headers or cookies"},
+		{"    split: { weights: [{ upstream: a, weight: 1 }], sticky: session }\n", `sticky "session"`},
+		{"    split: { weights: [{ upstream: a, weight: 1 }], sticky: \"cookie:\" }\n", "cookie needs a name"},
+	} {
+		if got := parseErrs(t, base+c.doc); !strings.Contains(got, c.want) {
+			t.Errorf("%s: errors %s, want %q", c.doc, got, c.want)
+		}
+	}
+}

@@ -297,8 +297,11 @@ type Route struct {
 	Rewrite *Rewrite `json:"rewrite,omitempty"`
 	// PreserveHost sends the client's Host upstream instead of the target's.
 	PreserveHost bool `json:"preserve_host,omitempty"`
-	// Upstream names the pool to proxy to. Exactly one of Upstream or Respond is set.
+	// Upstream names the pool to proxy to. Exactly one of Upstream, Split or Respond is set.
 	Upstream string `json:"upstream,omitempty"`
+	// Split sends the route's traffic to several upstreams: rules first (blue-green, beta
+	// users), then weights (canary), optionally sticky per user.
+	Split *Split `json:"split,omitempty"`
 	// Respond answers with a fixed response.
 	Respond *Respond `json:"respond,omitempty"`
 	// Timeout bounds the time until response headers, retries included. Default 30s.
@@ -484,4 +487,35 @@ type Redis struct {
 	Failures int `json:"failures,omitempty"`
 	// OpenFor is how long the breaker stays open before one probe. Default 2s.
 	OpenFor Duration `json:"open_for,omitempty"`
+}
+
+// Split divides a route's traffic between upstreams.
+type Split struct {
+	// Rules are tried in order; the first whose headers and cookies all match picks its
+	// upstream.
+	Rules []SplitRule `json:"rules,omitempty"`
+	// Weights split the remaining traffic (canary: 95 and 5).
+	Weights []SplitWeight `json:"weights"`
+	// Sticky keeps a user on one side of the weighted split: consumer, client_ip,
+	// header:NAME or cookie:NAME (a cookie Limen sets itself when absent). Changing the weights
+	// moves only the users in the share that changed.
+	Sticky string `json:"sticky,omitempty"`
+}
+
+// SplitRule sends matching requests to one upstream.
+type SplitRule struct {
+	// Headers must all equal the given values.
+	Headers map[string]string `json:"headers,omitempty"`
+	// Cookies must all equal the given values.
+	Cookies map[string]string `json:"cookies,omitempty"`
+	// Upstream receives the matching requests.
+	Upstream string `json:"upstream"`
+}
+
+// SplitWeight is one side of a weighted split.
+type SplitWeight struct {
+	// Upstream receives this share.
+	Upstream string `json:"upstream"`
+	// Weight is the share, relative to the others (0 stops sending new traffic).
+	Weight int `json:"weight"`
 }

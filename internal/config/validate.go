@@ -314,15 +314,26 @@ func (d *Document) validate() Errors {
 				fail(fmt.Sprintf("%s.listeners[%d]", p, j), "no listener named %q", l)
 			}
 		}
-		switch {
-		case r.Upstream != "" && r.Respond != nil:
-			fail(p, "a route has exactly one terminal: upstream or respond, not both")
-		case r.Upstream == "" && r.Respond == nil:
-			fail(p, "a route needs a terminal: upstream or respond")
-		case r.Upstream != "":
-			if _, ok := c.Upstreams[r.Upstream]; !ok {
-				fail(p+".upstream", "no upstream named %q (defined: %s)", r.Upstream, strings.Join(sortedKeys(c.Upstreams), ", "))
+		terminals := 0
+		for _, set := range []bool{r.Upstream != "", r.Split != nil, r.Respond != nil} {
+			if set {
+				terminals++
 			}
+		}
+		knownUpstream := func(path, name string) {
+			if _, ok := c.Upstreams[name]; !ok {
+				fail(path, "no upstream named %q (defined: %s)", name, strings.Join(sortedKeys(c.Upstreams), ", "))
+			}
+		}
+		switch {
+		case terminals > 1:
+			fail(p, "a route has exactly one terminal: upstream, split or respond")
+		case terminals == 0:
+			fail(p, "a route needs a terminal: upstream, split or respond")
+		case r.Upstream != "":
+			knownUpstream(p+".upstream", r.Upstream)
+		case r.Split != nil:
+			d.validateSplit(p+".split", r.Split, knownUpstream, fail)
 		}
 		if r.Respond != nil && (r.Respond.Status < 100 || r.Respond.Status > 599) {
 			fail(p+".respond.status", "status %d is not 100-599", r.Respond.Status)
@@ -571,4 +582,41 @@ func (d *Document) fileExists(errs *Errors, path, file string) {
 func validPort(p string) bool {
 	n, err := strconv.Atoi(p)
 	return err == nil && n >= 0 && n <= 65535
+}
+
+func (d *Document) validateSplit(p string, sp *Split, knownUpstream func(path, name string), fail func(path, format string, args ...any)) {
+	if len(sp.Weights) == 0 {
+		fail(p+".weights", "a split needs weights, e.g. [{upstream: v1, weight: 95}, {upstream: v2, weight: 5}]")
+	}
+	total := 0
+	for i, w := range sp.Weights {
+		wp := fmt.Sprintf("%s.weights[%d]", p, i)
+		knownUpstream(wp+".upstream", w.Upstream)
+		if w.Weight < 0 {
+			fail(wp+".weight", "weights must not be negative")
+		}
+		total += w.Weight
+	}
+	if len(sp.Weights) > 0 && total == 0 {
+		fail(p+".weights", "at least one weight must be positive")
+	}
+	for i, r := range sp.Rules {
+		rp := fmt.Sprintf("%s.rules[%d]", p, i)
+		knownUpstream(rp+".upstream", r.Upstream)
+		if len(r.Headers) == 0 && len(r.Cookies) == 0 {
+			fail(rp, "a rule needs headers or cookies to match")
+		}
+	}
+	switch kind, arg, _ := strings.Cut(sp.Sticky, ":"); kind {
+	case "", "consumer", "client_ip":
+		if arg != "" {
+			fail(p+".sticky", "%s takes no argument", kind)
+		}
+	case "header", "cookie":
+		if arg == "" || !tokenRE.MatchString(arg) {
+			fail(p+".sticky", "%s needs a name, e.g. %s:X-User", kind, kind)
+		}
+	default:
+		fail(p+".sticky", "sticky %q: want consumer, client_ip, header:NAME or cookie:NAME", sp.Sticky)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/limen-gateway/limen/internal/audit"
 	"github.com/limen-gateway/limen/internal/consumer"
+	"github.com/limen-gateway/limen/internal/split"
 	"github.com/limen-gateway/limen/internal/state"
 	"log/slog"
 	"net/http"
@@ -347,45 +348,93 @@ func (b *builder) terminal(path string, rc *config.Route, r *Route) (policy.Hand
 	switch {
 	case rc.Respond != nil:
 		return newRespond(rc.Respond), "respond", true
+	case rc.Split != nil:
+		return b.splitTerminal(path+".split", rc, r)
 	case rc.Upstream != "":
-		if b.dryRun {
-			return policy.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }), "upstream:" + rc.Upstream, true
-		}
-		up, ok := b.snap.upstreams[rc.Upstream]
-		if !ok {
-			if _, declared := b.cfg.Upstreams[rc.Upstream]; !declared {
-				b.fail(path+".upstream", "no upstream named %q", rc.Upstream)
-			}
-			return nil, "", false
-		}
-		opts := proxy.Options{
-			Route: rc.Name, Upstream: up, PreserveHost: rc.PreserveHost,
-			Timeout: rc.Timeout.D(), StreamIdleTimeout: rc.StreamIdleTimeout.D(),
-			Upgrades: r.upgrades,
-			Identity: proxy.IdentityHeaders(b.cfg.Server.IdentityHeaders),
-		}
-		if rw := rc.Rewrite; rw != nil {
-			opts.RewriteHost = rw.Host
-			fn, err := pathRewriter(rw)
-			if err != nil {
-				b.fail(path+".rewrite.path", "%v", err)
-				return nil, "", false
-			}
-			opts.RewritePath = fn
-		}
-		if rr := rc.Retries; rr != nil {
-			opts.NonIdempotent, opts.PerTryTimeout, opts.Attempts = rr.NonIdempotent, rr.PerTryTimeout.D(), rr.Attempts
-		}
-		h, err := proxy.New(opts)
-		if err != nil {
-			b.fail(path, "%v", err)
-			return nil, "", false
-		}
-		return h, "upstream:" + rc.Upstream, true
+		h, ok := b.proxyTerminal(path, rc, r, rc.Upstream)
+		return h, "upstream:" + rc.Upstream, ok
 	default:
-		b.fail(path, "a route needs a terminal: upstream or respond")
+		b.fail(path, "a route needs a terminal: upstream, split or respond")
 		return nil, "", false
 	}
+}
+
+// splitTerminal builds one proxy per upstream the split names and the split in front of them.
+func (b *builder) splitTerminal(path string, rc *config.Route, r *Route) (policy.Handler, string, bool) {
+	sp := rc.Split
+	proxies := map[string]policy.Handler{}
+	get := func(name string) (policy.Handler, bool) {
+		if h, ok := proxies[name]; ok {
+			return h, true
+		}
+		h, ok := b.proxyTerminal(path, rc, r, name)
+		proxies[name] = h
+		return h, ok
+	}
+	o := split.Options{CookieMaxAge: 30 * 24 * 3600}
+	o.StickyKind, o.StickyArg, _ = strings.Cut(sp.Sticky, ":")
+	if o.StickyKind == "header" {
+		o.StickyArg = http.CanonicalHeaderKey(o.StickyArg)
+	}
+	names := make([]string, 0, len(sp.Weights))
+	for _, rule := range sp.Rules {
+		h, ok := get(rule.Upstream)
+		if !ok {
+			return nil, "", false
+		}
+		hdrs := map[string]string{}
+		for k, v := range rule.Headers {
+			hdrs[http.CanonicalHeaderKey(k)] = v
+		}
+		o.Rules = append(o.Rules, split.Rule{Headers: hdrs, Cookies: rule.Cookies, Handler: h})
+	}
+	for _, w := range sp.Weights {
+		h, ok := get(w.Upstream)
+		if !ok {
+			return nil, "", false
+		}
+		o.Sides = append(o.Sides, split.Side{Weight: w.Weight, Handler: h})
+		names = append(names, fmt.Sprintf("%s=%d", w.Upstream, w.Weight))
+	}
+	return split.New(o), "split:" + strings.Join(names, ","), true
+}
+
+// proxyTerminal builds the proxy to upstream name with the route's proxy settings.
+func (b *builder) proxyTerminal(path string, rc *config.Route, r *Route, name string) (policy.Handler, bool) {
+	if b.dryRun {
+		return policy.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }), true
+	}
+	up, ok := b.snap.upstreams[name]
+	if !ok {
+		if _, declared := b.cfg.Upstreams[name]; !declared {
+			b.fail(path+".upstream", "no upstream named %q", name)
+		}
+		return nil, false
+	}
+	opts := proxy.Options{
+		Route: rc.Name, Upstream: up, PreserveHost: rc.PreserveHost,
+		Timeout: rc.Timeout.D(), StreamIdleTimeout: rc.StreamIdleTimeout.D(),
+		Upgrades: r.upgrades,
+		Identity: proxy.IdentityHeaders(b.cfg.Server.IdentityHeaders),
+	}
+	if rw := rc.Rewrite; rw != nil {
+		opts.RewriteHost = rw.Host
+		fn, err := pathRewriter(rw)
+		if err != nil {
+			b.fail(path+".rewrite.path", "%v", err)
+			return nil, false
+		}
+		opts.RewritePath = fn
+	}
+	if rr := rc.Retries; rr != nil {
+		opts.NonIdempotent, opts.PerTryTimeout, opts.Attempts = rr.NonIdempotent, rr.PerTryTimeout.D(), rr.Attempts
+	}
+	h, err := proxy.New(opts)
+	if err != nil {
+		b.fail(path, "%v", err)
+		return nil, false
+	}
+	return h, true
 }
 
 func (b *builder) buildTables() {
