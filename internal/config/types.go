@@ -25,6 +25,9 @@ type Config struct {
 	Consumers []*Consumer `json:"consumers,omitempty"`
 	// State configures shared state for several nodes (Redis). Without it state is in memory.
 	State *State `json:"state,omitempty"`
+	// Plans are usage plans (free, pro, ...): rate limits and calendar quotas that apply to
+	// every consumer on the plan, wherever a route has a plan policy.
+	Plans map[string]*Plan `json:"plans,omitempty"`
 	// Logging configures the process log and the access log.
 	Logging Logging `json:"logging"`
 }
@@ -518,4 +521,32 @@ type SplitWeight struct {
 	Upstream string `json:"upstream"`
 	// Weight is the share, relative to the others (0 stops sending new traffic).
 	Weight int `json:"weight"`
+}
+
+// Plan is a usage plan.
+type Plan struct {
+	// RateLimits are smooth rates (GCRA), applied per consumer.
+	RateLimits []PlanRate `json:"rate_limits,omitempty"`
+	// Quotas are request budgets per calendar day or month, per consumer.
+	Quotas []PlanQuota `json:"quotas,omitempty"`
+}
+
+// PlanRate is one rate of a plan.
+type PlanRate struct {
+	// Requests admitted per Per.
+	Requests int `json:"requests"`
+	// Per is the period, e.g. 1s or 1m.
+	Per Duration `json:"per"`
+	// Burst is how many requests may arrive at once. Default Requests.
+	Burst int `json:"burst,omitempty"`
+}
+
+// PlanQuota is a calendar budget: it resets at the start of each day or month in TimeZone.
+type PlanQuota struct {
+	// Requests is the budget per period.
+	Requests int `json:"requests"`
+	// Period is day or month.
+	Period string `json:"period"`
+	// TimeZone is the IANA zone the calendar is read in ("Europe/Paris"). Default UTC.
+	TimeZone string `json:"time_zone,omitempty"`
 }

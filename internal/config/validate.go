@@ -414,6 +414,7 @@ func (d *Document) validate() Errors {
 		}
 	}
 	d.validateConsumers(fail)
+	d.validatePlans(fail)
 	if c.State != nil && c.State.Redis != nil {
 		r := c.State.Redis
 		if u, err := url.Parse(r.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
@@ -618,5 +619,47 @@ func (d *Document) validateSplit(p string, sp *Split, knownUpstream func(path, n
 		}
 	default:
 		fail(p+".sticky", "sticky %q: want consumer, client_ip, header:NAME or cookie:NAME", sp.Sticky)
+	}
+}
+
+func (d *Document) validatePlans(fail func(path, format string, args ...any)) {
+	c := d.Config
+	for _, name := range sortedKeys(c.Plans) {
+		p := "plans." + name
+		pl := c.Plans[name]
+		if !nameRE.MatchString(name) {
+			fail(p, "plan name %q may contain only letters, digits, '_', '.' and '-'", name)
+		}
+		if pl == nil || len(pl.RateLimits) == 0 && len(pl.Quotas) == 0 {
+			fail(p, "a plan needs rate_limits or quotas")
+			continue
+		}
+		for i, r := range pl.RateLimits {
+			rp := fmt.Sprintf("%s.rate_limits[%d]", p, i)
+			if r.Requests <= 0 || r.Per.D() < time.Millisecond || r.Burst < 0 {
+				fail(rp, "want requests > 0, per >= 1ms and burst >= 0")
+			}
+		}
+		for i, q := range pl.Quotas {
+			qp := fmt.Sprintf("%s.quotas[%d]", p, i)
+			if q.Requests <= 0 {
+				fail(qp+".requests", "must be positive")
+			}
+			if q.Period != "day" && q.Period != "month" {
+				fail(qp+".period", "period %q: want day or month", q.Period)
+			}
+			if q.TimeZone != "" {
+				if _, err := time.LoadLocation(q.TimeZone); err != nil {
+					fail(qp+".time_zone", "unknown time zone %q", q.TimeZone)
+				}
+			}
+		}
+	}
+	for i, cons := range c.Consumers {
+		if cons != nil && cons.Plan != "" {
+			if _, ok := c.Plans[cons.Plan]; !ok && len(c.Plans) > 0 {
+				fail(fmt.Sprintf("consumers[%d].plan", i), "no plan named %q under top-level plans", cons.Plan)
+			}
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/limen-gateway/limen/internal/config"
 	"github.com/limen-gateway/limen/internal/proxy"
@@ -117,6 +118,9 @@ func (b *builder) buildAuditLog() {
 // pooled by its settings, so reloads keep its connections.
 func (b *builder) buildStateEngines() {
 	b.engines = map[string]any{}
+	if len(b.cfg.Plans) > 0 {
+		b.engines["plans"] = plans(b.cfg.Plans)
+	}
 	st := b.cfg.State
 	if st == nil || st.Redis == nil {
 		return
@@ -133,6 +137,36 @@ func (b *builder) buildStateEngines() {
 	}
 	b.snap.releases = append(b.snap.releases, release)
 	b.engines["redis"] = obj
+}
+
+// plans turns the config's plans into what the plan policy counts with. Time zones were
+// validated; a burst of 0 means one period's worth of requests.
+func plans(cfg map[string]*config.Plan) map[string]state.Plan {
+	out := make(map[string]state.Plan, len(cfg))
+	for name, p := range cfg {
+		if p == nil {
+			continue
+		}
+		sp := state.Plan{Name: name}
+		for _, r := range p.RateLimits {
+			burst := r.Burst
+			if burst == 0 {
+				burst = r.Requests
+			}
+			sp.Limits = append(sp.Limits, state.Limit{Requests: r.Requests, Per: r.Per.D(), Burst: burst})
+		}
+		for _, q := range p.Quotas {
+			loc := time.UTC
+			if q.TimeZone != "" {
+				if l, err := time.LoadLocation(q.TimeZone); err == nil {
+					loc = l
+				}
+			}
+			sp.Quotas = append(sp.Quotas, state.Quota{Requests: q.Requests, Period: q.Period, Location: loc})
+		}
+		out[name] = sp
+	}
+	return out
 }
 
 func (b *builder) buildUpstreams() {

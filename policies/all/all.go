@@ -19,6 +19,7 @@ import (
 	_ "github.com/limen-gateway/limen/policies/jwt"           // jwt
 	_ "github.com/limen-gateway/limen/policies/mtls"          // mtls
 	_ "github.com/limen-gateway/limen/policies/oidc"          // oidc
+	_ "github.com/limen-gateway/limen/policies/plan"          // plan
 	_ "github.com/limen-gateway/limen/policies/ratelimit"     // rate_limit
 	_ "github.com/limen-gateway/limen/policies/require"       // require
 )

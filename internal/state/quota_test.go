@@ -1,0 +1,78 @@
+package state
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+func TestQuotaWindows(t *testing.T) {
+	t.Parallel()
+	paris, err := time.LoadLocation("Europe/Paris")
+	if err != nil {
+		t.Skip("no zoneinfo")
+	}
+	now := time.Date(2026, 3, 31, 23, 30, 0, 0, time.UTC) // already April 1st in Paris
+	start, end := Quota{Period: "day", Location: paris}.Window(now)
+	if start.Day() != 1 || start.Month() != 4 || end.Sub(start) != 24*time.Hour {
+		t.Errorf("Paris day window %v - %v", start, end)
+	}
+	start, end = Quota{Period: "month"}.Window(now)
+	if !start.Equal(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)) || !end.Equal(time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("UTC month window %v - %v", start, end)
+	}
+	// A DST change day in Paris is 23 hours long.
+	start, end = Quota{Period: "day", Location: paris}.Window(time.Date(2026, 3, 29, 12, 0, 0, 0, time.UTC))
+	if end.Sub(start) != 23*time.Hour {
+		t.Errorf("DST day lasts %v", end.Sub(start))
+	}
+}
+
+func TestMemoryQuotas(t *testing.T) {
+	t.Parallel()
+	m := NewMemoryQuotas(0)
+	quotas := []Quota{{Requests: 5, Period: "day"}, {Requests: 3, Period: "month"}}
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	for i := range 3 {
+		d := m.Take("acme", quotas, now)
+		if !d.Allowed || d.Quota != 1 || d.Remaining != 2-i {
+			t.Fatalf("request %d: %+v", i, d)
+		}
+	}
+	d := m.Take("acme", quotas, now)
+	if d.Allowed || d.Quota != 1 || !d.Reset.Equal(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Fatalf("over the monthly quota: %+v", d)
+	}
+	// A refused request took nothing from the daily quota: next month the day has 5 again.
+	if d := m.Take("acme", quotas[:1], now); !d.Allowed || d.Remaining != 1 {
+		t.Fatalf("daily quota after refusals: %+v (refused requests were counted)", d)
+	}
+	// Calendar reset.
+	if d := m.Take("acme", quotas, time.Date(2027, 1, 1, 0, 0, 1, 0, time.UTC)); !d.Allowed {
+		t.Fatalf("new month: %+v", d)
+	}
+}
+
+func TestRedisQuotasShared(t *testing.T) {
+	addr, _ := startRedis(t)
+	a, b := newRedis(t, addr).Quotas("p"), newRedis(t, addr).Quotas("p")
+	quotas := []Quota{{Requests: 4, Period: "day"}}
+	now := time.Now()
+	allowed := 0
+	for i := range 10 {
+		q := a
+		if i%2 == 1 {
+			q = b
+		}
+		d, err := q.Take(context.Background(), "acme", quotas, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Allowed {
+			allowed++
+		}
+	}
+	if allowed != 4 {
+		t.Fatalf("two nodes admitted %d requests against a daily quota of 4", allowed)
+	}
+}
