@@ -69,6 +69,15 @@ func TestErrorsHavePositions(t *testing.T) {
 		{"ewma_decay without ewma", "upstreams:\n  u:\n    targets: [{url: \"http://a:1\"}]\n    balance: least_request\n    ewma_decay: 5s\n", `limen.yaml:5: upstreams.u.ewma_decay: ewma_decay applies only to balance: ewma`},
 		{"tiny ewma_decay", "upstreams:\n  u:\n    targets: [{url: \"http://a:1\"}]\n    balance: ewma\n    ewma_decay: 10us\n", `limen.yaml:5: upstreams.u.ewma_decay: ewma_decay must be at least 1ms`},
 		{"bad ewma_decay", "upstreams:\n  u:\n    targets: [{url: \"http://a:1\"}]\n    balance: ewma\n    ewma_decay: soon\n", `limen.yaml:5: upstreams.u.ewma_decay: invalid duration "soon"`},
+		{"srv with name", "upstreams:\n  u:\n    discovery:\n      dns:\n        name: users.internal\n        srv: _http._tcp.users.internal\n", `limen.yaml:6: upstreams.u.discovery.dns.srv: srv and name are exclusive`},
+		{"srv with port", "upstreams:\n  u:\n    discovery:\n      dns:\n        srv: _http._tcp.users.internal\n        port: 8080\n", `limen.yaml:6: upstreams.u.discovery.dns.port: port comes from the SRV records`},
+		{"bad srv name", "upstreams:\n  u:\n    discovery:\n      dns:\n        srv: \"_http._tcp users\"\n", `limen.yaml:5: upstreams.u.discovery.dns.srv: srv "_http._tcp users" is not a DNS name`},
+		{"long srv label", "upstreams:\n  u:\n    discovery:\n      dns:\n        srv: _http._tcp." + strings.Repeat("a", 64) + ".internal\n", `limen.yaml:5: upstreams.u.discovery.dns.srv: srv "_http._tcp.aaaa`},
+		{"srv with targets", "upstreams:\n  u:\n    targets: [{url: \"http://a:1\"}]\n    discovery: { dns: { srv: _http._tcp.users.internal } }\n", `limen.yaml:2: upstreams.u: targets and discovery are exclusive`},
+		{"srv scheme", "upstreams:\n  u:\n    discovery:\n      dns:\n        srv: _http._tcp.users.internal\n        scheme: ftp\n", `limen.yaml:6: upstreams.u.discovery.dns.scheme: scheme must be http or https`},
+		{"dns without a name", "upstreams:\n  u:\n    discovery:\n      dns:\n        refresh: 5s\n", `limen.yaml:4: upstreams.u.discovery.dns: a DNS name is required: name (with port) for A/AAAA records or srv for SRV records`},
+		{"dns name without port", "upstreams:\n  u:\n    discovery:\n      dns:\n        name: users.internal\n", `upstreams.u.discovery.dns.port: port must be 1-65535`},
+		{"bad resolver", "upstreams:\n  u:\n    discovery:\n      dns:\n        srv: _http._tcp.users.internal\n        resolver: 10.0.0.2\n", `limen.yaml:6: upstreams.u.discovery.dns.resolver: resolver "10.0.0.2" must be host:port`},
 		{"yaml syntax", "routes: [\n", `limen.yaml:1: invalid YAML`},
 		{"duplicate key", "routes: []\nroutes: []\n", `limen.yaml`},
 	}
@@ -137,6 +146,35 @@ func TestBalancerDefaults(t *testing.T) {
 			}
 			if u := d.Config.Upstreams["u"]; !c.check(u) {
 				t.Fatalf("defaults: %+v", u)
+			}
+		})
+	}
+}
+
+func TestDNSDiscoveryDefaults(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, upstream string
+		want           DNSDiscovery
+	}{
+		{"srv", "{discovery: {dns: {srv: _http._tcp.users.internal}}}",
+			DNSDiscovery{SRV: "_http._tcp.users.internal", Scheme: "http", Refresh: Duration(30 * time.Second)}},
+		{"srv with everything", "{discovery: {dns: {srv: _https._tcp.users.internal., scheme: https, refresh: 10s, resolver: \"127.0.0.1:5353\"}}}",
+			DNSDiscovery{SRV: "_https._tcp.users.internal.", Scheme: "https", Refresh: Duration(10 * time.Second), Resolver: "127.0.0.1:5353"}},
+		{"srv without underscores (consul)", "{discovery: {dns: {srv: users.service.consul}}}",
+			DNSDiscovery{SRV: "users.service.consul", Scheme: "http", Refresh: Duration(30 * time.Second)}},
+		{"a/aaaa", "{discovery: {dns: {name: users.internal, port: 9001}}}",
+			DNSDiscovery{Name: "users.internal", Port: 9001, Scheme: "http", Refresh: Duration(30 * time.Second)}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			d, err := Parse("limen.yaml", []byte("upstreams:\n  u: "+c.upstream+"\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := *d.Config.Upstreams["u"].Discovery.DNS; got != c.want {
+				t.Fatalf("dns %+v, want %+v", got, c.want)
 			}
 		})
 	}

@@ -204,12 +204,17 @@ type Discovery struct {
 	DNS *DNSDiscovery `json:"dns,omitempty"`
 }
 
-// DNSDiscovery resolves A/AAAA records periodically.
+// DNSDiscovery resolves DNS records periodically: the A/AAAA records of Name (each address a
+// target on Port), or the SRV records of SRV. Exactly one of Name and SRV is set.
 type DNSDiscovery struct {
-	// Name is the DNS name to resolve.
-	Name string `json:"name"`
-	// Port is the port of every resolved target.
-	Port int `json:"port"`
+	// Name is the DNS name whose A/AAAA records are the targets. Needs Port.
+	Name string `json:"name,omitempty"`
+	// Port is the port of every target resolved from Name.
+	Port int `json:"port,omitempty"`
+	// SRV is a DNS name whose SRV records (RFC 2782) give the targets' hosts, ports, priorities
+	// and weights, e.g. _http._tcp.users.internal. The lowest priority group with an address is
+	// used; weight 0 counts as 1. Exclusive with Name and Port.
+	SRV string `json:"srv,omitempty"`
 	// Scheme is http (default) or https.
 	Scheme string `json:"scheme,omitempty"`
 	// Refresh is the re-resolution interval. Default 30s.

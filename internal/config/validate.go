@@ -36,6 +36,22 @@ func validHashOn(s string) bool {
 	return (kind == "header" || kind == "cookie") && tokenRE.MatchString(name)
 }
 
+// validDNSName reports whether s is a DNS name: letters, digits, '_' and '-' in labels of at
+// most 63 bytes (underscores start SRV owner names, RFC 2782), at most 253 bytes, with an optional
+// trailing dot.
+func validDNSName(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 || strings.HasPrefix(s, "*") || !hostRE.MatchString(strings.ToLower(s)) {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if len(label) > 63 {
+			return false
+		}
+	}
+	return true
+}
+
 func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
@@ -197,12 +213,28 @@ func (d *Document) validate() Errors {
 			fail(p+".targets", "at least one target needs a positive weight")
 		}
 		if hasDNS {
-			dns := u.Discovery.DNS
-			if dns.Name == "" {
-				fail(p+".discovery.dns.name", "a DNS name is required")
+			dns, dp := u.Discovery.DNS, p+".discovery.dns"
+			switch {
+			case dns.SRV != "" && dns.Name != "":
+				fail(dp+".srv", "srv and name are exclusive: set srv for SRV records or name and port for A/AAAA records")
+			case dns.SRV != "":
+				if !validDNSName(dns.SRV) {
+					fail(dp+".srv", "srv %q is not a DNS name (e.g. _http._tcp.users.internal)", dns.SRV)
+				}
+				if dns.Port != 0 {
+					fail(dp+".port", "port comes from the SRV records; remove it or use name for A/AAAA records")
+				}
+			case dns.Name == "":
+				fail(dp, "a DNS name is required: name (with port) for A/AAAA records or srv for SRV records")
+			default:
+				if dns.Port <= 0 || dns.Port > 65535 {
+					fail(dp+".port", "port must be 1-65535")
+				}
 			}
-			if dns.Port <= 0 || dns.Port > 65535 {
-				fail(p+".discovery.dns.port", "port must be 1-65535")
+			if dns.Resolver != "" {
+				if _, port, err := net.SplitHostPort(dns.Resolver); err != nil || port == "" {
+					fail(dp+".resolver", "resolver %q must be host:port, e.g. 10.0.0.2:53", dns.Resolver)
+				}
 			}
 			if dns.Scheme != "http" && dns.Scheme != "https" {
 				fail(p+".discovery.dns.scheme", "scheme must be http or https")

@@ -205,7 +205,7 @@ func upstreamOptions(name string, u *config.Upstream) (upstream.Options, error) 
 		o.Targets = append(o.Targets, upstream.TargetSpec{URL: parsed, Weight: t.Weight})
 	}
 	if d := u.Discovery; d != nil && d.DNS != nil {
-		o.DNS = &upstream.DNSOptions{Name: d.DNS.Name, Port: d.DNS.Port, Scheme: d.DNS.Scheme,
+		o.DNS = &upstream.DNSOptions{Name: d.DNS.Name, Port: d.DNS.Port, SRV: d.DNS.SRV, Scheme: d.DNS.Scheme,
 			Refresh: d.DNS.Refresh.D(), Resolver: d.DNS.Resolver}
 	}
 	if a := u.Health.Active; a != nil {

@@ -41,3 +41,29 @@ func TestUpstreamOptionsBalancers(t *testing.T) {
 		})
 	}
 }
+
+func TestUpstreamOptionsDNSDiscovery(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, yaml string
+		want       upstream.DNSOptions
+	}{
+		{"srv", `{discovery: {dns: {srv: _http._tcp.users.internal, scheme: https, refresh: 10s, resolver: "127.0.0.1:5353"}}}`,
+			upstream.DNSOptions{SRV: "_http._tcp.users.internal", Scheme: "https", Refresh: 10 * time.Second, Resolver: "127.0.0.1:5353"}},
+		{"a/aaaa", `{discovery: {dns: {name: users.internal, port: 9001}}}`,
+			upstream.DNSOptions{Name: "users.internal", Port: 9001, Scheme: "http", Refresh: 30 * time.Second}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			d := parse(t, "upstreams:\n  u: "+c.yaml+"\n")
+			o, err := upstreamOptions("u", d.Config.Upstreams["u"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.DNS == nil || *o.DNS != c.want {
+				t.Fatalf("dns options %+v, want %+v", o.DNS, c.want)
+			}
+		})
+	}
+}

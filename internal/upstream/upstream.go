@@ -13,11 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -53,14 +55,21 @@ type TargetSpec struct {
 	Weight int
 }
 
-// DNSOptions configure A/AAAA discovery.
+// DNSOptions configure DNS discovery: either the A/AAAA records of Name, each address a target
+// on Port, or the SRV records of SRV.
 type DNSOptions struct {
-	Name     string
-	Port     int
+	Name string
+	Port int
+	// SRV is a name whose SRV records (RFC 2782) give the targets' hosts, ports, priorities and
+	// weights; set instead of Name and Port. See resolveSRV.
+	SRV      string
 	Scheme   string
 	Refresh  time.Duration
 	Resolver string
 }
+
+// query is the name discovery looks up, for errors and logs.
+func (d *DNSOptions) query() string { return cmp.Or(d.SRV, d.Name) }
 
 // ActiveCheck probes targets periodically.
 type ActiveCheck struct {
@@ -117,6 +126,9 @@ type Upstream struct {
 	tau    float64  // ewma_decay in nanoseconds
 	// mono is the latency estimates' clock (monotonic nanoseconds); tests replace it.
 	mono func(time.Time) int64
+	// refreshes counts finished DNS refreshes, successful or not, so tests can wait for one
+	// without timing.
+	refreshes atomic.Int64
 
 	requests atomic.Int64 // in flight, for the retry budget
 	retries  atomic.Int64
@@ -189,7 +201,7 @@ func New(o Options, shared policy.Pool, log *slog.Logger) (*Upstream, error) {
 		specs, err = resolve(context.Background(), o.DNS)
 		if err != nil {
 			u.Close()
-			return nil, fmt.Errorf("discover %s: %w", o.DNS.Name, err)
+			return nil, fmt.Errorf("discover %s: %w", o.DNS.query(), err)
 		}
 	}
 	ts, err := u.makeTargets(specs)
@@ -613,7 +625,8 @@ func probeOnce(ctx context.Context, client *http.Client, probe string, expect []
 	return resp.StatusCode >= 200 && resp.StatusCode < 400
 }
 
-// discover refreshes DNS targets, keeping the last good set when resolution fails.
+// discover refreshes DNS targets, keeping the last good set when resolution fails or finds
+// nothing. A failure is logged once per streak of failures, and the recovery once.
 func (u *Upstream) discover() {
 	defer u.wg.Done()
 	tick := time.NewTicker(u.opts.DNS.Refresh)
@@ -630,30 +643,41 @@ func (u *Upstream) discover() {
 		cancel()
 		if err != nil {
 			if !failing {
-				u.log.Warn("dns discovery failed; keeping the last good targets", "name", u.opts.DNS.Name, "err", err)
+				u.log.Warn("dns discovery failed; keeping the last good targets", "upstream", u.name, "name", u.opts.DNS.query(), "err", err)
 			}
 			failing = true
+			u.refreshes.Add(1)
 			continue
+		}
+		if failing {
+			u.log.Info("dns discovery recovered", "upstream", u.name, "name", u.opts.DNS.query(), "targets", len(specs))
 		}
 		failing = false
-		ts, err := u.makeTargets(specs)
-		if err != nil {
-			continue
+		if ts, err := u.makeTargets(specs); err == nil {
+			for _, t := range u.setTargets(ts) {
+				t.rel()
+			}
 		}
-		for _, t := range u.setTargets(ts) {
-			t.rel()
-		}
+		u.refreshes.Add(1)
 	}
 }
 
+// resolver is the system resolver, or one that asks only the DNS server at addr (host:port).
+func resolver(addr string) *net.Resolver {
+	if addr == "" {
+		return net.DefaultResolver
+	}
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var dl net.Dialer
+		return dl.DialContext(ctx, network, addr)
+	}}
+}
+
 func resolve(ctx context.Context, d *DNSOptions) ([]TargetSpec, error) {
-	r := net.DefaultResolver
-	if d.Resolver != "" {
-		addr := d.Resolver
-		r = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			var dl net.Dialer
-			return dl.DialContext(ctx, network, addr)
-		}}
+	r := resolver(d.Resolver)
+	scheme := cmp.Or(d.Scheme, "http")
+	if d.SRV != "" {
+		return resolveSRV(ctx, r, d.SRV, scheme)
 	}
 	ips, err := r.LookupIPAddr(ctx, d.Name)
 	if err != nil {
@@ -662,13 +686,94 @@ func resolve(ctx context.Context, d *DNSOptions) ([]TargetSpec, error) {
 	if len(ips) == 0 {
 		return nil, fmt.Errorf("%s has no addresses", d.Name)
 	}
-	scheme := d.Scheme
-	if scheme == "" {
-		scheme = "http"
-	}
 	out := make([]TargetSpec, 0, len(ips))
 	for _, ip := range ips {
 		out = append(out, TargetSpec{URL: &url.URL{Scheme: scheme, Host: net.JoinHostPort(ip.IP.String(), strconv.Itoa(d.Port))}, Weight: 1})
+	}
+	return out, nil
+}
+
+// resolveSRV looks up name's SRV records and then the A/AAAA addresses of their targets, through
+// the same resolver; every address is a target on the record's port with the record's weight.
+//
+// Only the lowest priority group with at least one address is used (RFC 2782: a client must
+// contact the lowest-numbered priority it can reach). A higher-numbered group is a fallback only
+// when every target of the preferred group is gone from DNS (no records, or hosts without
+// addresses); a preferred group that is merely unhealthy does not fail over to it.
+//
+// The weight is the target's balancing weight, except that 0 becomes 1: RFC 2782 gives weight 0
+// "a very small chance of being selected" when others are heavier, and a target of weight 0
+// would never be picked here. Records with the target "." (the service is decidedly not
+// available, RFC 2782) are skipped. A host whose lookup fails for any reason other than "no such
+// host" fails the whole resolution, so a DNS hiccup keeps the last good set instead of
+// shrinking it.
+func resolveSRV(ctx context.Context, r *net.Resolver, name, scheme string) ([]TargetSpec, error) {
+	_, srvs, err := r.LookupSRV(ctx, "", "", name)
+	if len(srvs) == 0 {
+		if err == nil {
+			err = fmt.Errorf("%s has no SRV records", name)
+		}
+		return nil, err
+	}
+	// An error alongside records means some records had invalid target names and were dropped
+	// (net.Resolver.LookupSRV); the others are still good.
+	slices.SortStableFunc(srvs, func(a, b *net.SRV) int { return cmp.Compare(a.Priority, b.Priority) })
+	for len(srvs) > 0 {
+		n := 1
+		for n < len(srvs) && srvs[n].Priority == srvs[0].Priority {
+			n++
+		}
+		out, err := resolveSRVGroup(ctx, r, scheme, srvs[:n])
+		if err != nil {
+			return nil, err
+		}
+		if len(out) > 0 {
+			return out, nil
+		}
+		srvs = srvs[n:]
+	}
+	return nil, fmt.Errorf("no target of the SRV records of %s has an address", name)
+}
+
+// resolveSRVGroup resolves the hosts of one priority group concurrently. Addresses reached
+// through several records (the same host listed twice, or two hosts sharing an address) are
+// one target with the sum of their weights. The targets are sorted, so a refresh that finds
+// the same records yields the same order.
+func resolveSRVGroup(ctx context.Context, r *net.Resolver, scheme string, group []*net.SRV) ([]TargetSpec, error) {
+	type lookup struct {
+		ips []net.IPAddr
+		err error
+	}
+	hosts := map[string]*lookup{}
+	for _, s := range group {
+		if s.Target != "." && s.Target != "" && hosts[s.Target] == nil {
+			hosts[s.Target] = new(lookup)
+		}
+	}
+	var wg sync.WaitGroup
+	for h, l := range hosts {
+		wg.Go(func() { l.ips, l.err = r.LookupIPAddr(ctx, h) })
+	}
+	wg.Wait()
+	weights := map[string]int{}
+	for _, s := range group {
+		l := hosts[s.Target]
+		if l == nil {
+			continue
+		}
+		if l.err != nil {
+			if de, ok := errors.AsType[*net.DNSError](l.err); ok && de.IsNotFound {
+				continue // the host is gone from DNS; its records are not usable
+			}
+			return nil, fmt.Errorf("resolve SRV target %s: %w", s.Target, l.err)
+		}
+		for _, ip := range l.ips {
+			weights[net.JoinHostPort(ip.IP.String(), strconv.Itoa(int(s.Port)))] += max(int(s.Weight), 1)
+		}
+	}
+	out := make([]TargetSpec, 0, len(weights))
+	for _, host := range slices.Sorted(maps.Keys(weights)) {
+		out = append(out, TargetSpec{URL: &url.URL{Scheme: scheme, Host: host}, Weight: weights[host]})
 	}
 	return out, nil
 }

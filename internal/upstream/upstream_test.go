@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -199,11 +198,30 @@ func TestRetryBudget(t *testing.T) {
 	}
 }
 
-// dnsServer answers A queries for one name with addresses that tests can change.
+// dnsServer is a DNS server on 127.0.0.1 whose answers tests can change. Without zone data it
+// answers every A query with addrs; with it (setZone) it answers A and SRV queries from the zone
+// and NXDOMAIN for names it does not hold. With servfail set it answers SERVFAIL.
 type dnsServer struct {
-	conn  net.PacketConn
-	mu    sync.Mutex
-	addrs [][4]byte
+	conn     net.PacketConn
+	mu       sync.Mutex
+	addrs    [][4]byte
+	zone     *zone
+	servfail bool
+}
+
+// zone is the data setZone installs: the A records and SRV records of names.
+type zone struct {
+	a    map[string][][4]byte
+	srv  map[string][]dnsmessage.SRVResource
+	fail map[string]bool // names answered with SERVFAIL
+}
+
+// has reports whether the zone holds name, possibly with no records of a type (NOERROR and an
+// empty answer); other names are NXDOMAIN.
+func (z *zone) has(name string) bool {
+	_, a := z.a[name]
+	_, s := z.srv[name]
+	return a || s
 }
 
 func startDNS(t *testing.T, addrs ...[4]byte) *dnsServer {
@@ -218,6 +236,17 @@ func startDNS(t *testing.T, addrs ...[4]byte) *dnsServer {
 }
 
 func (d *dnsServer) set(addrs ...[4]byte) { d.mu.Lock(); d.addrs = addrs; d.mu.Unlock() }
+
+func (d *dnsServer) setZone(z *zone) { d.mu.Lock(); d.zone = z; d.mu.Unlock() }
+
+func (d *dnsServer) setServfail(on bool) { d.mu.Lock(); d.servfail = on; d.mu.Unlock() }
+
+func (d *dnsServer) addr() string { return d.conn.LocalAddr().String() }
+
+// srv is an SRV record for zone data.
+func srv(priority, weight, port uint16, target string) dnsmessage.SRVResource {
+	return dnsmessage.SRVResource{Priority: priority, Weight: weight, Port: port, Target: dnsmessage.MustNewName(target)}
+}
 
 func (d *dnsServer) serve() {
 	buf := make([]byte, 512)
@@ -235,21 +264,48 @@ func (d *dnsServer) serve() {
 		if err != nil {
 			continue
 		}
-		b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true})
-		b.EnableCompression()
-		b.StartQuestions()
-		b.Question(q)
-		b.StartAnswers()
-		if q.Type == dnsmessage.TypeA {
-			d.mu.Lock()
-			for _, a := range d.addrs {
-				b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 1}, dnsmessage.AResource{A: a})
-			}
-			d.mu.Unlock()
+		msg, err := d.answer(h.ID, q)
+		if err != nil {
+			continue
 		}
-		msg, _ := b.Finish()
 		d.conn.WriteTo(msg, from)
 	}
+}
+
+func (d *dnsServer) answer(id uint16, q dnsmessage.Question) ([]byte, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	name := q.Name.String()
+	rh := dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 1}
+	hdr := dnsmessage.Header{ID: id, Response: true, Authoritative: true}
+	switch {
+	case d.servfail || d.zone != nil && d.zone.fail[name]:
+		hdr.RCode = dnsmessage.RCodeServerFailure
+	case d.zone != nil && !d.zone.has(name):
+		hdr.RCode = dnsmessage.RCodeNameError
+	}
+	b := dnsmessage.NewBuilder(nil, hdr)
+	b.EnableCompression()
+	b.StartQuestions()
+	b.Question(q)
+	b.StartAnswers()
+	if hdr.RCode == dnsmessage.RCodeSuccess {
+		switch {
+		case q.Type == dnsmessage.TypeA && d.zone == nil:
+			for _, a := range d.addrs {
+				b.AResource(rh, dnsmessage.AResource{A: a})
+			}
+		case q.Type == dnsmessage.TypeA:
+			for _, a := range d.zone.a[name] {
+				b.AResource(rh, dnsmessage.AResource{A: a})
+			}
+		case q.Type == dnsmessage.TypeSRV && d.zone != nil:
+			for _, s := range d.zone.srv[name] {
+				b.SRVResource(rh, s)
+			}
+		}
+	}
+	return b.Finish()
 }
 
 func TestDNSDiscovery(t *testing.T) {
@@ -270,7 +326,6 @@ func TestDNSDiscovery(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	_ = context.Background()
 }
 
 func BenchmarkPick(b *testing.B) {
