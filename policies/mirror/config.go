@@ -1,0 +1,240 @@
+package mirror
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/textproto"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/limen-gateway/limen/policy"
+)
+
+// Config is the configuration of the mirror policy: where copies of a route's requests go,
+// how many of them, and how much a copy may cost.
+type Config struct {
+	// URL is the shadow service's absolute http:// or https:// base URL; each request's path
+	// and query are appended to it ("http://shadow:8080/v2" + "/orders?page=2"). Prefer https
+	// or a private network: the copies carry the callers' credentials. Required.
+	URL string `json:"url"`
+	// Percent is the share of requests copied, above 0 and at most 100 (fractions such as 0.5
+	// are allowed). Each request is sampled independently at random. Default 100.
+	Percent *float64 `json:"percent,omitempty"`
+	// Timeout bounds each copy, connecting and reading the answer included; a copy outlives
+	// its request by at most this long. Default 2s, at most 1m.
+	Timeout *policy.Duration `json:"timeout,omitempty"`
+	// MaxConcurrency is the most copies in flight at once for this policy instance; a sampled
+	// request that finds them all taken is not copied (counted as dropped), never queued.
+	// 0 or omitted means 64; at most 10000.
+	MaxConcurrency int `json:"max_concurrency,omitempty"`
+	// MaxBody is the largest request body copied: a number of bytes or a size such as "64KiB".
+	// Requests with a larger body, or a body of unknown length (chunked), are not copied.
+	// Default 64KiB, at most 16MiB.
+	MaxBody Size `json:"max_body,omitempty"`
+	// CA is a PEM bundle trusted for an https URL besides the system roots, relative to the
+	// config's directory.
+	CA policy.File `json:"ca,omitempty"`
+	// Headers are set on every copy, replacing the client's values of the same name; an empty
+	// value removes the header from the copy instead (Authorization: "" keeps credentials
+	// away from the shadow service). The copy always carries X-Limen-Mirror: 1 unless this
+	// sets another value for it, so the shadow service (and what it calls) can tell copies
+	// from real traffic.
+	Headers map[string]string `json:"headers,omitempty"`
+}
+
+// MarkerHeader is set on every copy so the shadow service can recognise mirrored traffic.
+const MarkerHeader = "X-Limen-Mirror"
+
+// The defaults and bounds of the config.
+const (
+	defaultTimeout        = 2 * time.Second
+	maxTimeout            = time.Minute
+	defaultMaxConcurrency = 64
+	maxConcurrencyLimit   = 10000
+	defaultMaxBody        = 64 << 10
+	// maxBodyLimit bounds max_body: up to max_concurrency bodies are held in memory while
+	// their copies are in flight.
+	maxBodyLimit = 16 << 20
+)
+
+// reserved explains why a header cannot be set on the copy.
+var reserved = map[string]string{
+	// Hop-by-hop fields (RFC 9110 §7.6.1) describe one connection, never the next.
+	"Connection":          "is a hop-by-hop header (RFC 9110 §7.6.1)",
+	"Keep-Alive":          "is a hop-by-hop header (RFC 9110 §7.6.1)",
+	"Proxy-Connection":    "is a hop-by-hop header (RFC 9110 §7.6.1)",
+	"Proxy-Authenticate":  "is a hop-by-hop header (RFC 9110 §7.6.1)",
+	"Proxy-Authorization": "is a hop-by-hop header (RFC 9110 §7.6.1)",
+	"Te":                  "is a hop-by-hop header (RFC 9110 §7.6.1)",
+	"Trailer":             "is a hop-by-hop header (RFC 9110 §7.6.1)",
+	"Transfer-Encoding":   "is a hop-by-hop header (RFC 9110 §7.6.1)",
+	"Upgrade":             "is a hop-by-hop header (RFC 9110 §7.6.1)",
+	// Framing and the target belong to each message.
+	"Host":           "is set to the shadow service's host",
+	"Content-Length": "is the copy's own framing",
+	"Expect":         "is the copy's own framing",
+}
+
+// Validate checks the URL, the numbers and the headers, and fills defaults.
+func (c *Config) Validate() error {
+	var errs []error
+	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	https := false
+	if c.URL == "" {
+		fail("url is required: the shadow service's http:// or https:// base URL")
+	} else if u, err := url.Parse(c.URL); err != nil {
+		fail("url: %v", err)
+	} else {
+		switch {
+		case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
+			fail("url %q: want an absolute http:// or https:// URL", c.URL)
+		case u.User != nil:
+			fail("url: credentials in the URL end up in logs; use a CA-verified https URL or a private network instead")
+		case u.Fragment != "":
+			fail("url %q: a fragment is never sent", c.URL)
+		}
+		https = u.Scheme == "https"
+	}
+
+	if c.Percent == nil {
+		p := 100.0
+		c.Percent = &p
+	} else if p := *c.Percent; !(p > 0 && p <= 100) {
+		fail("percent %v: want above 0 and at most 100 (to stop mirroring, remove the policy)", p)
+	}
+
+	if c.Timeout == nil {
+		d := policy.Duration(defaultTimeout)
+		c.Timeout = &d
+	} else if c.Timeout.D() <= 0 {
+		fail("timeout must be greater than zero")
+	} else if c.Timeout.D() > maxTimeout {
+		fail("timeout above 1m: copies hold memory and a reload waits for them")
+	}
+
+	switch {
+	case c.MaxConcurrency == 0:
+		c.MaxConcurrency = defaultMaxConcurrency
+	case c.MaxConcurrency < 0:
+		fail("max_concurrency must not be negative")
+	case c.MaxConcurrency > maxConcurrencyLimit:
+		fail("max_concurrency above 10000: each copy in flight holds a goroutine, a connection and its body")
+	}
+
+	if c.MaxBody == 0 {
+		c.MaxBody = defaultMaxBody
+	} else if c.MaxBody > maxBodyLimit {
+		fail("max_body above 16MiB: bodies are held in memory while their copies are in flight")
+	}
+
+	if c.CA != "" && !https {
+		fail("ca applies to an https url only")
+	}
+
+	headers := make(map[string]string, len(c.Headers)+1)
+	names := make([]string, 0, len(c.Headers))
+	for name := range c.Headers {
+		names = append(names, name)
+	}
+	slices.Sort(names) // errors in a stable order
+	for _, name := range names {
+		v := c.Headers[name]
+		if !validToken(name) {
+			fail("headers: %q is not a header name", name)
+			continue
+		}
+		canon := textproto.CanonicalMIMEHeaderKey(name)
+		if why, ok := reserved[canon]; ok {
+			fail("headers: %s %s", canon, why)
+			continue
+		}
+		if _, dup := headers[canon]; dup {
+			fail("headers: %s is given twice (header names are case-insensitive)", canon)
+			continue
+		}
+		if !validValue(v) {
+			fail("headers: the value of %s holds a control character", canon)
+			continue
+		}
+		headers[canon] = v
+	}
+	if _, ok := headers[MarkerHeader]; !ok {
+		headers[MarkerHeader] = "1"
+	}
+	c.Headers = headers
+	return errors.Join(errs...)
+}
+
+// validToken reports whether s is an RFC 9110 §5.6.2 token, the syntax of a field name.
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validValue reports whether s is a field value without control characters (RFC 9110 §5.5):
+// CR, LF and NUL would split or end the header.
+func validValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// Size is a number of bytes written as a number or a string with a unit (B, KiB, MiB, KB, MB).
+// Policies cannot import each other's types, so this is the policy's own.
+type Size int64
+
+// MarshalJSON writes the size as a number of bytes.
+func (s Size) MarshalJSON() ([]byte, error) { return json.Marshal(int64(s)) }
+
+// UnmarshalJSON reads a number or a string with a unit.
+func (s *Size) UnmarshalJSON(b []byte) error {
+	var n int64
+	if err := json.Unmarshal(b, &n); err == nil {
+		if n < 0 {
+			return errors.New("size must not be negative")
+		}
+		*s = Size(n)
+		return nil
+	}
+	var str string
+	if err := json.Unmarshal(b, &str); err != nil {
+		return errors.New(`want a size such as 65536 or "64KiB"`)
+	}
+	t, mult := strings.TrimSpace(str), int64(1)
+	// Longer suffixes first: every unit ends with "B". Units are case-sensitive, as a
+	// lowercase "b" conventionally means bits.
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"KB", 1000}, {"MB", 1000 * 1000}, {"B", 1}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || v < 0 || t == "" || t[0] == '+' || v > (1<<40)/mult {
+		return fmt.Errorf(`invalid size %q: want e.g. 65536, "64KiB" or "1MiB"`, str)
+	}
+	*s = Size(v * mult)
+	return nil
+}
