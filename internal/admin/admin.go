@@ -20,11 +20,17 @@
 package admin
 
 import (
+	"context"
+	"encoding/csv"
+	"strconv"
+	"time"
+
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"github.com/limen-gateway/limen/internal/audit"
+	"github.com/limen-gateway/limen/internal/usage"
 	"io"
 	"log/slog"
 	"mime"
@@ -50,7 +56,13 @@ type Controller interface {
 	Upstreams() any
 	Status() any
 	Ready() bool
+	// Usage returns metered usage of consumer ("" for all) in [from, to), grouped by the named
+	// dimensions; ErrUsageOff when metering is not configured.
+	Usage(ctx context.Context, consumer string, from, to time.Time, groupBy []string) ([]usage.Row, error)
 }
+
+// ErrUsageOff is what Controller.Usage returns when the config has no usage: section.
+var ErrUsageOff = errors.New("usage metering is off: add a top-level usage: section")
 
 // Token is an admin credential. Scope is "read" or "write"; write includes read.
 type Token struct{ Name, Secret, Scope string }
@@ -100,6 +112,7 @@ var endpoints = map[string]endpoint{
 	"/admin/routes":          {read: func(a *api, w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, a.ctl.Routes()) }},
 	"/admin/upstreams":       {read: func(a *api, w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, a.ctl.Upstreams()) }},
 	"/admin/status":          {read: func(a *api, w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, a.ctl.Status()) }},
+	"/admin/usage":           {read: (*api).usage},
 	"/metrics": {read: func(a *api, w http.ResponseWriter, r *http.Request) {
 		if a.metrics == nil {
 			fail(w, http.StatusNotFound, "metrics are not enabled")
@@ -540,4 +553,89 @@ func errorList(err error) []string {
 	}
 	walk(err)
 	return out
+}
+
+// maxUsageRange bounds one usage query (each hour of each consumer is one Redis read).
+const maxUsageRange = 93 * 24 * time.Hour
+
+// usage answers GET /admin/usage?consumer=&from=&to=&group_by=consumer,route,status,day and
+// format=csv (or Accept: text/csv). from and to are RFC 3339 times or dates (YYYY-MM-DD, UTC);
+// the default is the last 24 hours.
+func (a *api) usage(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	parse := func(name string, def time.Time) (time.Time, bool) {
+		v := q.Get(name)
+		if v == "" {
+			return def, true
+		}
+		if t, err := time.Parse(time.RFC3339, v); err == nil {
+			return t, true
+		}
+		if t, err := time.Parse(time.DateOnly, v); err == nil {
+			return t, true
+		}
+		fail(w, http.StatusBadRequest, name+": want an RFC 3339 time or a YYYY-MM-DD date")
+		return time.Time{}, false
+	}
+	now := time.Now()
+	from, ok := parse("from", now.Add(-24*time.Hour))
+	if !ok {
+		return
+	}
+	to, ok := parse("to", now)
+	if !ok {
+		return
+	}
+	if !to.After(from) || to.Sub(from) > maxUsageRange {
+		fail(w, http.StatusBadRequest, "want from < to, at most 93 days apart")
+		return
+	}
+	groupBy := []string{"consumer"}
+	if g := q.Get("group_by"); g != "" {
+		groupBy = strings.Split(g, ",")
+		for _, d := range groupBy {
+			switch d {
+			case "consumer", "route", "status", "hour", "day":
+			default:
+				fail(w, http.StatusBadRequest, "group_by: "+d+": want consumer, route, status, hour or day")
+				return
+			}
+		}
+	}
+	rows, err := a.ctl.Usage(r.Context(), q.Get("consumer"), from, to, groupBy)
+	switch {
+	case errors.Is(err, ErrUsageOff):
+		fail(w, http.StatusNotFound, err.Error())
+		return
+	case err != nil:
+		a.log.Warn("usage query failed", "err", err)
+		fail(w, http.StatusServiceUnavailable, "the usage store is unavailable")
+		return
+	}
+	if q.Get("format") == "csv" || strings.Contains(r.Header.Get("Accept"), "text/csv") {
+		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		cw := csv.NewWriter(w)
+		_ = cw.Write(append(append([]string{}, groupBy...), "requests", "bytes_in", "bytes_out"))
+		for _, row := range rows {
+			var rec []string
+			for _, d := range groupBy {
+				switch d {
+				case "consumer":
+					rec = append(rec, row.Consumer)
+				case "route":
+					rec = append(rec, row.Route)
+				case "status":
+					rec = append(rec, row.Class)
+				case "hour", "day":
+					rec = append(rec, row.Period)
+				}
+			}
+			rec = append(rec, strconv.FormatInt(row.Requests, 10), strconv.FormatInt(row.BytesIn, 10), strconv.FormatInt(row.BytesOut, 10))
+			_ = cw.Write(rec)
+		}
+		cw.Flush()
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"from": from, "to": to, "group_by": groupBy, "rows": rows})
 }

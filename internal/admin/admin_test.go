@@ -1,9 +1,13 @@
 package admin
 
 import (
+	"context"
+	"time"
+
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/limen-gateway/limen/internal/usage"
 	"io"
 	"log/slog"
 	"net/http"
@@ -69,6 +73,10 @@ func (c *memController) Status() any {
 	return map[string]string{"hash": c.hash}
 }
 func (c *memController) Ready() bool { return c.ready.Load() }
+
+func (c *memController) Usage(context.Context, string, time.Time, time.Time, []string) ([]usage.Row, error) {
+	return nil, ErrUsageOff
+}
 
 var (
 	writeTok = strings.Repeat("w", 32)

@@ -35,6 +35,10 @@ func applyDefaults(c *Config) {
 		setInt(&r.Failures, 3)
 		setDur(&r.OpenFor, 2*time.Second)
 	}
+	if u := c.Usage; u != nil {
+		setDur(&u.FlushInterval, 10*time.Second)
+		setDur(&u.Retention, 840*time.Hour)
+	}
 	ih := &c.Server.IdentityHeaders
 	setStr(&ih.ConsumerID, "X-Consumer-ID")
 	setStr(&ih.ConsumerGroups, "X-Consumer-Groups")

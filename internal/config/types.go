@@ -28,6 +28,8 @@ type Config struct {
 	// Plans are usage plans (free, pro, ...): rate limits and calendar quotas that apply to
 	// every consumer on the plan, wherever a route has a plan policy.
 	Plans map[string]*Plan `json:"plans,omitempty"`
+	// Usage meters requests per consumer for billing.
+	Usage *Usage `json:"usage,omitempty"`
 	// Logging configures the process log and the access log.
 	Logging Logging `json:"logging"`
 }
@@ -554,4 +556,15 @@ type PlanQuota struct {
 	Period string `json:"period"`
 	// TimeZone is the IANA zone the calendar is read in ("Europe/Paris"). Default UTC.
 	TimeZone string `json:"time_zone,omitempty"`
+}
+
+// Usage configures usage metering: per consumer, route, status class and hour, the requests and
+// bytes in and out, exported by GET /admin/usage. Totals go to state.redis when it is configured
+// (every node counts into the same totals), and stay in memory otherwise.
+type Usage struct {
+	// FlushInterval is how often counts move to the store; a crash loses at most this much.
+	// Default 10s.
+	FlushInterval Duration `json:"flush_interval,omitempty"`
+	// Retention is how long totals are kept. Default 840h (35 days).
+	Retention Duration `json:"retention,omitempty"`
 }

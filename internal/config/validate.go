@@ -447,6 +447,9 @@ func (d *Document) validate() Errors {
 	}
 	d.validateConsumers(fail)
 	d.validatePlans(fail)
+	if u := c.Usage; u != nil && (u.FlushInterval.D() < 100*time.Millisecond || u.Retention.D() < time.Hour) {
+		fail("usage", "flush_interval must be at least 100ms and retention at least 1h")
+	}
 	if c.State != nil && c.State.Redis != nil {
 		r := c.State.Redis
 		if u, err := url.Parse(r.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {

@@ -8,6 +8,7 @@ import (
 	"github.com/limen-gateway/limen/internal/consumer"
 	"github.com/limen-gateway/limen/internal/split"
 	"github.com/limen-gateway/limen/internal/state"
+	"github.com/limen-gateway/limen/internal/usage"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -69,6 +70,7 @@ func compile(doc *config.Document, pool policy.Pool, metrics *telemetry.Metrics,
 	b.buildAccessLog()
 	b.buildAuditLog()
 	b.buildStateEngines()
+	b.buildUsage()
 	b.buildUpstreams()
 	b.buildSharedPolicies()
 	b.buildRoutes()
@@ -137,6 +139,33 @@ func (b *builder) buildStateEngines() {
 	}
 	b.snap.releases = append(b.snap.releases, release)
 	b.engines["redis"] = obj
+}
+
+// buildUsage starts (or keeps, through the pool) the usage meter. Its store is Redis when
+// state.redis is configured, so every node counts into the same totals.
+func (b *builder) buildUsage() {
+	u := b.cfg.Usage
+	if u == nil || b.dryRun {
+		return
+	}
+	key := fmt.Sprintf("usage|%s|%s|memory", u.FlushInterval.D(), u.Retention.D())
+	r, _ := b.engines["redis"].(*state.Redis)
+	if r != nil {
+		key = fmt.Sprintf("usage|%s|%s|redis|%p", u.FlushInterval.D(), u.Retention.D(), r)
+	}
+	obj, release, err := b.pool.Acquire(key, func() (any, error) {
+		var store usage.Store = usage.NewMemoryStore(u.Retention.D())
+		if r != nil {
+			store = r.UsageStore(u.Retention.D())
+		}
+		return usage.New(usage.Options{Store: store, FlushInterval: u.FlushInterval.D(), Log: b.log.With("component", "usage")}), nil
+	})
+	if err != nil {
+		b.fail("usage", "%v", err)
+		return
+	}
+	b.snap.releases = append(b.snap.releases, release)
+	b.snap.usage = obj.(*usage.Meter)
 }
 
 // plans turns the config's plans into what the plan policy counts with. Time zones were

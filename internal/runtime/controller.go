@@ -1,8 +1,12 @@
 package runtime
 
 import (
+	"context"
+	"time"
+
 	"errors"
 	"fmt"
+	"github.com/limen-gateway/limen/internal/usage"
 	"os"
 	"path/filepath"
 	"sort"
@@ -150,3 +154,16 @@ func (rt *Runtime) Status() any {
 
 // Ready reports whether the gateway should receive traffic.
 func (rt *Runtime) Ready() bool { return rt.ready.Load() }
+
+// Usage reports metered usage (admin.Controller).
+func (rt *Runtime) Usage(ctx context.Context, consumer string, from, to time.Time, groupBy []string) ([]usage.Row, error) {
+	s := rt.current.Load()
+	if s == nil || s.usage == nil {
+		return nil, admin.ErrUsageOff
+	}
+	totals, err := s.usage.Query(ctx, consumer, from, to)
+	if err != nil {
+		return nil, err
+	}
+	return usage.Group(totals, groupBy), nil
+}

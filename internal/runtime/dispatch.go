@@ -69,6 +69,9 @@ func (rt *Runtime) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else if route == nil && rt.opts.Metrics != nil {
 		rt.opts.Metrics.Route("").Observe(r.Method, status, now.Sub(ex.Start))
 	}
+	if s.usage != nil && ex.Principal != nil && ex.Principal.Method != "anonymous" && route != nil {
+		s.usage.Record(ex.Principal.ID, ex.Route, status, ex.BytesIn, sw.BytesWritten(), now)
+	}
 	if s.access != nil {
 		e := telemetry.EntryFrom(ex, r, status, sw.BytesWritten(), now)
 		s.access.Log(&e)

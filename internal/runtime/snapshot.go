@@ -5,6 +5,7 @@ package runtime
 
 import (
 	"github.com/limen-gateway/limen/internal/audit"
+	"github.com/limen-gateway/limen/internal/usage"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,7 @@ type Snapshot struct {
 	upstreams map[string]*upstream.Upstream
 	access    *telemetry.AccessLog
 	audit     *audit.Log
+	usage     *usage.Meter
 
 	releases []func()     // pool references and closers, released with the snapshot
 	closers  []io.Closer  // policy instances holding resources

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/limen-gateway/limen/internal/usage"
 )
 
 func TestQuotaWindows(t *testing.T) {
@@ -74,5 +76,28 @@ func TestRedisQuotasShared(t *testing.T) {
 	}
 	if allowed != 4 {
 		t.Fatalf("two nodes admitted %d requests against a daily quota of 4", allowed)
+	}
+}
+
+func TestRedisUsageStoreAppliesOnce(t *testing.T) {
+	addr, _ := startRedis(t)
+	s := newRedis(t, addr).UsageStore(0)
+	hour := time.Now().Unix() - time.Now().Unix()%3600
+	b := usage.Batch{ID: "b1", Items: map[usage.Key]usage.Counts{
+		{Consumer: "acme", Route: "orders", Class: "2xx", Hour: hour}:  {Requests: 3, BytesIn: 30, BytesOut: 300},
+		{Consumer: "acme", Route: "orders", Class: "5xx", Hour: hour}:  {Requests: 1},
+		{Consumer: "globex", Route: "items", Class: "2xx", Hour: hour}: {Requests: 2},
+	}}
+	for range 3 { // a retried flush
+		if err := s.Apply(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Query(context.Background(), "", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[usage.Key{Consumer: "acme", Route: "orders", Class: "2xx", Hour: hour}] != (usage.Counts{Requests: 3, BytesIn: 30, BytesOut: 300}) {
+		t.Fatalf("totals %+v", got)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	_ "github.com/limen-gateway/limen/policies/introspection" // oauth2_introspection
 	_ "github.com/limen-gateway/limen/policies/ipfilter"      // ip_filter
 	_ "github.com/limen-gateway/limen/policies/jwt"           // jwt
+	_ "github.com/limen-gateway/limen/policies/mirror"        // mirror
 	_ "github.com/limen-gateway/limen/policies/mtls"          // mtls
 	_ "github.com/limen-gateway/limen/policies/oidc"          // oidc
 	_ "github.com/limen-gateway/limen/policies/plan"          // plan
