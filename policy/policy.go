@@ -67,5 +67,11 @@ type Pool interface {
 	Acquire(key string, create func() (any, error)) (obj any, release func(), err error)
 }
 
+// Reporter is implemented by policies with live state worth showing an operator (a circuit
+// breaker's state). GET /admin/routes includes the report beside the chain step.
+type Reporter interface {
+	Report() map[string]any
+}
+
 // Closer is implemented by policies and pooled objects that hold resources.
 type Closer = io.Closer

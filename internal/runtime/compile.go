@@ -383,6 +383,8 @@ func (b *builder) buildRoutes() {
 		}
 		for _, e := range entries {
 			r.Chain = append(r.Chain, e.step)
+			rep, _ := e.policy.(policy.Reporter)
+			r.reporters = append(r.reporters, rep)
 		}
 		r.handler = h
 		if b.metrics != nil && !b.dryRun {

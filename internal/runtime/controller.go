@@ -115,9 +115,12 @@ func (rt *Runtime) Routes() any {
 func (s *Snapshot) RouteInfos() []RouteInfo {
 	out := make([]RouteInfo, 0, len(s.routes))
 	for _, r := range s.routes {
-		chain := r.Chain
-		if chain == nil {
-			chain = []ChainStep{}
+		chain := make([]ChainStep, len(r.Chain))
+		copy(chain, r.Chain)
+		for i, rep := range r.reporters {
+			if rep != nil {
+				chain[i].State = rep.Report()
+			}
 		}
 		out = append(out, RouteInfo{Name: r.Name, Listeners: r.listeners, Match: r.Config.Match,
 			Priority: r.Config.Priority, Chain: chain, Terminal: r.Terminal})

@@ -54,6 +54,7 @@ type Route struct {
 	Config    *config.Route
 	Chain     []ChainStep
 	Terminal  string
+	reporters []policy.Reporter // parallel to Chain; nil where a step reports nothing
 	handler   policy.Handler
 	metrics   *telemetry.RouteMetrics
 	upgrades  []string
@@ -67,6 +68,8 @@ type ChainStep struct {
 	Kind   string `json:"kind"`
 	Phase  string `json:"phase"`
 	Shared bool   `json:"shared"`
+	// State is the instance's live report (policy.Reporter), read when asked.
+	State map[string]any `json:"state,omitempty"`
 }
 
 // enter marks a request as using s; it reports false if s was retired meanwhile, and then the

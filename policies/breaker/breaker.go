@@ -31,7 +31,10 @@ func init() {
 	policy.Register(Kind, phases, build)
 }
 
-var _ policy.Policy = (*breaker)(nil)
+var (
+	_ policy.Policy   = (*breaker)(nil)
+	_ policy.Reporter = (*breaker)(nil)
+)
 
 // errFailed is what a failed call reports to gobreaker; the status itself is not needed.
 var errFailed = errors.New("upstream failure")
@@ -98,6 +101,13 @@ func (b *breaker) Close() error {
 
 // State reports the breaker's state ("closed", "half-open", "open"), for tests and status pages.
 func (b *breaker) State() string { return b.cb.State().String() }
+
+// Report shows the breaker in GET /admin/routes.
+func (b *breaker) Report() map[string]any {
+	c := b.cb.Counts()
+	return map[string]any{"state": b.cb.State().String(), "requests": c.Requests,
+		"consecutive_failures": c.ConsecutiveFailures, "total_failures": c.TotalFailures}
+}
 
 func (b *breaker) Wrap(next policy.Handler) policy.Handler {
 	return policy.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {

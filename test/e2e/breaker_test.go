@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,8 +22,10 @@ func TestCircuitBreakerEndToEnd(t *testing.T) {
 		}
 		w.Write([]byte("fresh"))
 	})
+	adminAddr := freePort(t)
 	x := start(t, `
 listeners: [{ name: public, addr: "127.0.0.1:0" }]
+admin: { addr: "{{.admin}}" }
 upstreams:
   flaky: { targets: [{ url: "{{.b}}" }] }
 routes:
@@ -31,7 +34,7 @@ routes:
     upstream: flaky
     policies:
       - circuit_breaker: { consecutive_failures: 3, open_for: 300ms, fallback: { status: 200, body: cached } }
-`, map[string]any{"b": b.URL})
+`, map[string]any{"b": b.URL, "admin": adminAddr})
 	get := func() (int, string) {
 		resp, err := client().Get(x.url("public", "/items"))
 		if err != nil {
@@ -52,6 +55,14 @@ routes:
 	}
 	if n := calls.Load() - before; n != 0 {
 		t.Fatalf("the open breaker sent %d requests to the failing backend", n)
+	}
+	// The breaker's state is visible in the admin API.
+	resp, err := client().Get("http://" + adminAddr + "/admin/routes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := readBody(t, resp); !strings.Contains(body, `"state": "open"`) {
+		t.Errorf("GET /admin/routes does not show the open breaker:\n%s", body)
 	}
 	healthy.Store(true)
 	eventually(t, 10*time.Second, "the route to recover", func() bool { _, body := get(); return body == "fresh" })
