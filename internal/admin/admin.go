@@ -21,16 +21,11 @@ package admin
 
 import (
 	"context"
-	"encoding/csv"
-	"strconv"
-	"time"
-
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
-	"github.com/limen-gateway/limen/internal/audit"
-	"github.com/limen-gateway/limen/internal/usage"
 	"io"
 	"log/slog"
 	"mime"
@@ -38,7 +33,12 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
+
+	"github.com/limen-gateway/limen/internal/audit"
+	"github.com/limen-gateway/limen/internal/usage"
 )
 
 // ErrPreconditionFailed is what Controller.Apply wraps when If-Match does not name the running

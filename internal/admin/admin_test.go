@@ -1,13 +1,10 @@
 package admin
 
 import (
-	"context"
-	"time"
-
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
-	"github.com/limen-gateway/limen/internal/usage"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,6 +13,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/limen-gateway/limen/internal/usage"
 )
 
 // memController is a real in-memory controller: Apply changes what Config returns.

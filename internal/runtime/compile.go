@@ -4,11 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/limen-gateway/limen/internal/audit"
-	"github.com/limen-gateway/limen/internal/consumer"
-	"github.com/limen-gateway/limen/internal/split"
-	"github.com/limen-gateway/limen/internal/state"
-	"github.com/limen-gateway/limen/internal/usage"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -18,11 +13,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/limen-gateway/limen/internal/audit"
 	"github.com/limen-gateway/limen/internal/config"
+	"github.com/limen-gateway/limen/internal/consumer"
 	"github.com/limen-gateway/limen/internal/proxy"
 	"github.com/limen-gateway/limen/internal/router"
+	"github.com/limen-gateway/limen/internal/split"
+	"github.com/limen-gateway/limen/internal/state"
 	"github.com/limen-gateway/limen/internal/telemetry"
 	"github.com/limen-gateway/limen/internal/upstream"
+	"github.com/limen-gateway/limen/internal/usage"
 	"github.com/limen-gateway/limen/policy"
 )
 
@@ -120,6 +120,7 @@ func (b *builder) buildAuditLog() {
 // pooled by its settings, so reloads keep its connections.
 func (b *builder) buildStateEngines() {
 	b.engines = map[string]any{}
+	b.snap.engines = b.engines
 	if len(b.cfg.Plans) > 0 {
 		b.engines["plans"] = plans(b.cfg.Plans)
 	}

@@ -2,18 +2,17 @@ package runtime
 
 import (
 	"context"
-	"time"
-
 	"errors"
 	"fmt"
-	"github.com/limen-gateway/limen/internal/usage"
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/limen-gateway/limen/internal/admin"
 	"github.com/limen-gateway/limen/internal/config"
 	"github.com/limen-gateway/limen/internal/upstream"
+	"github.com/limen-gateway/limen/internal/usage"
 )
 
 // The runtime is the admin API's controller.

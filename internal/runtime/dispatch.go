@@ -1,11 +1,11 @@
 package runtime
 
 import (
-	"github.com/limen-gateway/limen/internal/audit"
 	"net/http"
 	"sync"
 	"time"
 
+	"github.com/limen-gateway/limen/internal/audit"
 	"github.com/limen-gateway/limen/internal/httpx"
 	"github.com/limen-gateway/limen/internal/router"
 	"github.com/limen-gateway/limen/internal/telemetry"

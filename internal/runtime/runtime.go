@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/limen-gateway/limen/internal/audit"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,9 +14,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/limen-gateway/limen/internal/audit"
 	"github.com/limen-gateway/limen/internal/config"
 	"github.com/limen-gateway/limen/internal/httpx"
 	"github.com/limen-gateway/limen/internal/server"
+	"github.com/limen-gateway/limen/internal/state"
 	"github.com/limen-gateway/limen/internal/telemetry"
 )
 
@@ -114,7 +117,33 @@ func New(o Options) *Runtime {
 	rt := &Runtime{opts: o, log: o.Logger, pool: NewPool()}
 	rt.status.Path = o.Path
 	rt.status.Started = time.Now()
+	if o.Metrics != nil {
+		rt.registerStateMetrics(o.Metrics)
+	}
 	return rt
+}
+
+// registerStateMetrics exposes the shared-state engines' health, read from the running
+// snapshot at scrape time.
+func (rt *Runtime) registerStateMetrics(m *telemetry.Metrics) {
+	m.Registry().MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "limen_state_errors_total",
+			Help: "Failed commands to the shared-state store (Redis)."}, func() float64 {
+			if s := rt.current.Load(); s != nil {
+				if r, ok := s.engines["redis"].(*state.Redis); ok {
+					return float64(r.Errors())
+				}
+			}
+			return 0
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "limen_usage_dropped_requests_total",
+			Help: "Metered requests lost because the usage store failed for longer than the pending bound."}, func() float64 {
+			if s := rt.current.Load(); s != nil && s.usage != nil {
+				return float64(s.usage.Dropped())
+			}
+			return 0
+		}),
+	)
 }
 
 // Pool exposes the reload-surviving object pool (tests check it for leaks).

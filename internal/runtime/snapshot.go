@@ -4,17 +4,17 @@
 package runtime
 
 import (
-	"github.com/limen-gateway/limen/internal/audit"
-	"github.com/limen-gateway/limen/internal/usage"
 	"io"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/limen-gateway/limen/internal/audit"
 	"github.com/limen-gateway/limen/internal/config"
 	"github.com/limen-gateway/limen/internal/router"
 	"github.com/limen-gateway/limen/internal/telemetry"
 	"github.com/limen-gateway/limen/internal/upstream"
+	"github.com/limen-gateway/limen/internal/usage"
 	"github.com/limen-gateway/limen/policy"
 )
 
@@ -31,6 +31,7 @@ type Snapshot struct {
 	access    *telemetry.AccessLog
 	audit     *audit.Log
 	usage     *usage.Meter
+	engines   map[string]any // shared-state engines, for metrics
 
 	releases []func()     // pool references and closers, released with the snapshot
 	closers  []io.Closer  // policy instances holding resources

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/limen-gateway/limen/policies/internal/policytest"
 	"github.com/limen-gateway/limen/policy"
 )

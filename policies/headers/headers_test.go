@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
 	_ "github.com/limen-gateway/limen/policies/headers"
 	"github.com/limen-gateway/limen/policies/internal/policytest"
 	"github.com/limen-gateway/limen/policy"

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 const sharedLimitConfig = `
 listeners: [{ name: public, addr: "127.0.0.1:0" }]
+{{if .admin}}admin: { addr: "{{.admin}}" }{{end}}
 state:
   redis: { url: "{{.redis}}", timeout: 200ms, open_for: 300ms }
 routes:
@@ -31,7 +33,7 @@ routes:
 func TestSharedRateLimitAcrossNodes(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	vars := map[string]any{"redis": srv.URL(), "onError": "deny"}
+	vars := map[string]any{"redis": srv.URL(), "onError": "deny", "admin": ""}
 	nodes := []*gw{start(t, sharedLimitConfig, vars), start(t, sharedLimitConfig, vars), start(t, sharedLimitConfig, vars)}
 	c := client()
 	get := func(x *gw) int {
@@ -82,7 +84,8 @@ func TestSharedRateLimitAcrossNodes(t *testing.T) {
 func TestRateLimitOnErrorLocal(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	x := start(t, sharedLimitConfig, map[string]any{"redis": srv.URL(), "onError": "local"})
+	adminAddr := freePort(t)
+	x := start(t, sharedLimitConfig, map[string]any{"redis": srv.URL(), "onError": "local", "admin": adminAddr})
 	srv.Stop()
 	c := client()
 	codes := map[int]int{}
@@ -96,5 +99,13 @@ func TestRateLimitOnErrorLocal(t *testing.T) {
 	}
 	if codes[200] != 150 || codes[429] != 10 {
 		t.Fatalf("Redis down, on_error local: %v; want 150 admitted by the local limit", codes)
+	}
+	resp, err := c.Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := readBody(t, resp)
+	if !strings.Contains(body, "limen_state_errors_total ") || strings.Contains(body, "limen_state_errors_total 0\n") {
+		t.Errorf("the Redis outage is not counted in limen_state_errors_total")
 	}
 }

@@ -17,8 +17,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/limen-gateway/limen/policy"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/limen-gateway/limen/policy"
 )
 
 // Build builds an instance of kind from raw JSON through the registry, as runtime does.
