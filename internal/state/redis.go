@@ -97,6 +97,9 @@ func (r *Redis) allow(now time.Time) bool {
 }
 
 func (r *Redis) result(err error) {
+	if errors.Is(err, context.Canceled) {
+		return // the client went away: says nothing about Redis
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err == nil {

@@ -147,3 +147,19 @@ func BenchmarkRedisAllow(b *testing.B) {
 		}
 	}
 }
+
+// TestCancelledCallsDoNotOpenTheBreaker: clients that hang up are not Redis failures.
+func TestCancelledCallsDoNotOpenTheBreaker(t *testing.T) {
+	addr, _ := startRedis(t)
+	r := newRedis(t, addr)
+	l := r.Limiter("p")
+	limits := []Limit{{Requests: 10, Per: time.Second, Burst: 10}}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 10 {
+		_, _ = l.Allow(ctx, []byte("k"), limits)
+	}
+	if _, err := l.Allow(context.Background(), []byte("k"), limits); err != nil || r.Errors() != 0 {
+		t.Fatalf("after cancelled calls: %v, %d errors counted", err, r.Errors())
+	}
+}
