@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 const bcryptHash = "$2y$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW"
@@ -160,6 +161,27 @@ func TestSplitValidation(t *testing.T) {
 	} {
 		if got := parseErrs(t, base+c.doc); !strings.Contains(got, c.want) {
 			t.Errorf("%s: errors %s, want %q", c.doc, got, c.want)
+		}
+	}
+}
+
+func TestUpstreamBreakerValidation(t *testing.T) {
+	base := "upstreams:\n  a:\n    targets: [{ url: \"http://127.0.0.1:1\" }]\n    circuit_breaker: "
+	d, err := Parse("limen.yaml", []byte(base+"{ failure_ratio: 0.5 }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := d.Config.Upstreams["a"].CircuitBreaker; b.MinRequests != 20 || b.OpenFor.D() != 30*time.Second || len(b.FailureStatuses) != 4 {
+		t.Errorf("defaults %+v", b)
+	}
+	for _, c := range []struct{ doc, want string }{
+		{"{ fallback: a }\n", "its own fallback"},
+		{"{ fallback: z }\n", `no upstream named "z"`},
+		{"{ failure_ratio: 2 }\n", "between 0 and 1"},
+		{"{ failure_statuses: [42] }\n", "not an HTTP status"},
+	} {
+		if got := parseErrs(t, base+c.doc); !strings.Contains(got, c.want) {
+			t.Errorf("%s: %s, want %q", c.doc, got, c.want)
 		}
 	}
 }

@@ -39,6 +39,22 @@ func applyDefaults(c *Config) {
 		setDur(&u.FlushInterval, 10*time.Second)
 		setDur(&u.Retention, 840*time.Hour)
 	}
+	for _, u := range c.Upstreams {
+		if u == nil || u.CircuitBreaker == nil {
+			continue
+		}
+		b := u.CircuitBreaker
+		if b.ConsecutiveFailures == 0 && b.FailureRatio == 0 {
+			b.ConsecutiveFailures = 5
+		}
+		setInt(&b.MinRequests, 20)
+		setInt(&b.HalfOpenRequests, 1)
+		setDur(&b.Window, 10*time.Second)
+		setDur(&b.OpenFor, 30*time.Second)
+		if len(b.FailureStatuses) == 0 {
+			b.FailureStatuses = []int{500, 502, 503, 504}
+		}
+	}
 	ih := &c.Server.IdentityHeaders
 	setStr(&ih.ConsumerID, "X-Consumer-ID")
 	setStr(&ih.ConsumerGroups, "X-Consumer-Groups")

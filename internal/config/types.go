@@ -191,6 +191,34 @@ type Upstream struct {
 	Protocol string `json:"protocol,omitempty"`
 	// MaxConnsPerTarget caps connections to each target; 0 means no cap.
 	MaxConnsPerTarget int `json:"max_conns_per_target,omitempty"`
+	// CircuitBreaker stops sending requests to the pool while it keeps failing, for every route
+	// that uses it.
+	CircuitBreaker *UpstreamBreaker `json:"circuit_breaker,omitempty"`
+}
+
+// UpstreamBreaker is a circuit breaker in front of an upstream pool (the same thresholds as the
+// circuit_breaker policy), with another upstream as the fallback while it is open.
+type UpstreamBreaker struct {
+	// ConsecutiveFailures trips the breaker after this many failures in a row. Default 5 when
+	// failure_ratio is not set.
+	ConsecutiveFailures int `json:"consecutive_failures,omitempty"`
+	// FailureRatio (0 < r <= 1) trips it when this share of the window's requests failed.
+	FailureRatio float64 `json:"failure_ratio,omitempty"`
+	// MinRequests is the volume a window needs before failure_ratio applies. Default 20.
+	MinRequests int `json:"min_requests,omitempty"`
+	// Window is the rolling window of failure_ratio. Default 10s.
+	Window Duration `json:"window,omitempty"`
+	// SlowCall counts a response whose headers take longer than this as a failure.
+	SlowCall Duration `json:"slow_call,omitempty"`
+	// OpenFor is how long the breaker stays open before probing. Default 30s.
+	OpenFor Duration `json:"open_for,omitempty"`
+	// HalfOpenRequests is how many probes run while half-open. Default 1.
+	HalfOpenRequests int `json:"half_open_requests,omitempty"`
+	// FailureStatuses count as failures. Default [500, 502, 503, 504].
+	FailureStatuses []int `json:"failure_statuses,omitempty"`
+	// Fallback names another upstream that serves the pool's routes while the breaker is open
+	// (through its own targets, without its own breaker). Default: 503 circuit_open.
+	Fallback string `json:"fallback,omitempty"`
 }
 
 // Target is one static backend.

@@ -447,6 +447,33 @@ func (d *Document) validate() Errors {
 	}
 	d.validateConsumers(fail)
 	d.validatePlans(fail)
+	for _, name := range sortedKeys(c.Upstreams) {
+		u := c.Upstreams[name]
+		if u == nil || u.CircuitBreaker == nil {
+			continue
+		}
+		b, p := u.CircuitBreaker, "upstreams."+name+".circuit_breaker"
+		switch {
+		case b.ConsecutiveFailures < 0 || b.MinRequests < 0 || b.HalfOpenRequests < 0:
+			fail(p, "counts must not be negative")
+		case b.FailureRatio < 0 || b.FailureRatio > 1:
+			fail(p+".failure_ratio", "want a share between 0 and 1")
+		case b.Window.D() < 100*time.Millisecond || b.OpenFor.D() < 100*time.Millisecond:
+			fail(p, "window and open_for must be at least 100ms")
+		}
+		for i, st := range b.FailureStatuses {
+			if st < 100 || st > 599 {
+				fail(fmt.Sprintf("%s.failure_statuses[%d]", p, i), "%d is not an HTTP status", st)
+			}
+		}
+		if b.Fallback != "" {
+			if b.Fallback == name {
+				fail(p+".fallback", "an upstream cannot be its own fallback")
+			} else if _, ok := c.Upstreams[b.Fallback]; !ok {
+				fail(p+".fallback", "no upstream named %q", b.Fallback)
+			}
+		}
+	}
 	if u := c.Usage; u != nil && (u.FlushInterval.D() < 100*time.Millisecond || u.Retention.D() < time.Hour) {
 		fail("usage", "flush_interval must be at least 100ms and retention at least 1h")
 	}

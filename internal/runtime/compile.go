@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/limen-gateway/limen/internal/audit"
+	"github.com/limen-gateway/limen/internal/breaker"
 	"github.com/limen-gateway/limen/internal/config"
 	"github.com/limen-gateway/limen/internal/consumer"
 	"github.com/limen-gateway/limen/internal/proxy"
@@ -465,8 +466,65 @@ func (b *builder) splitTerminal(path string, rc *config.Route, r *Route) (policy
 	return split.New(o), "split:" + strings.Join(names, ","), true
 }
 
-// proxyTerminal builds the proxy to upstream name with the route's proxy settings.
+// proxyTerminal is the proxy to upstream name with the route's settings, behind the upstream's
+// circuit breaker when it has one.
 func (b *builder) proxyTerminal(path string, rc *config.Route, r *Route, name string) (policy.Handler, bool) {
+	h, ok := b.rawProxy(path, rc, r, name)
+	if !ok || b.dryRun {
+		return h, ok
+	}
+	uc := b.cfg.Upstreams[name]
+	if uc == nil || uc.CircuitBreaker == nil {
+		return h, true
+	}
+	brk, ok := b.upstreamBreaker(name, uc.CircuitBreaker)
+	if !ok {
+		return nil, false
+	}
+	retry := strconv.FormatInt(int64((uc.CircuitBreaker.OpenFor.D()+time.Second-1)/time.Second), 10)
+	var open policy.Handler = policy.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
+		return &policy.Error{Status: http.StatusServiceUnavailable, Code: "circuit_open",
+			Detail: "the upstream is failing; retry after the time in Retry-After", Header: http.Header{"Retry-After": {retry}}}
+	})
+	if fb := uc.CircuitBreaker.Fallback; fb != "" {
+		if open, ok = b.rawProxy(path, rc, r, fb); !ok {
+			return nil, false
+		}
+	}
+	return brk.Wrap(h, open), true
+}
+
+// upstreamBreaker is the upstream's breaker, shared by every route and kept across reloads
+// through the pool (keyed by the upstream and its breaker settings).
+func (b *builder) upstreamBreaker(name string, c *config.UpstreamBreaker) (*breaker.Breaker, bool) {
+	if brk, ok := b.snap.breakers[name]; ok {
+		return brk, true
+	}
+	settings, _ := json.Marshal(c)
+	log := b.log
+	obj, release, err := b.pool.Acquire("upstream-breaker|"+name+"|"+string(settings), func() (any, error) {
+		return breaker.New(breaker.Settings{Name: name, ConsecutiveFailures: c.ConsecutiveFailures, FailureRatio: c.FailureRatio,
+			MinRequests: c.MinRequests, Window: c.Window.D(), SlowCall: c.SlowCall.D(), OpenFor: c.OpenFor.D(),
+			HalfOpenRequests: c.HalfOpenRequests, FailureStatuses: c.FailureStatuses,
+			OnStateChange: func(from, to string) {
+				log.Warn("upstream circuit breaker state changed", "upstream", name, "from", from, "to", to)
+			}}), nil
+	})
+	if err != nil {
+		b.fail("upstreams."+name+".circuit_breaker", "%v", err)
+		return nil, false
+	}
+	b.snap.releases = append(b.snap.releases, release)
+	if b.snap.breakers == nil {
+		b.snap.breakers = map[string]*breaker.Breaker{}
+	}
+	brk := obj.(*breaker.Breaker)
+	b.snap.breakers[name] = brk
+	return brk, true
+}
+
+// rawProxy builds the proxy to upstream name with the route's proxy settings.
+func (b *builder) rawProxy(path string, rc *config.Route, r *Route, name string) (policy.Handler, bool) {
 	if b.dryRun {
 		return policy.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil }), true
 	}

@@ -140,7 +140,11 @@ func (rt *Runtime) Upstreams() any {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		out = append(out, s.upstreams[n].Status())
+		st := s.upstreams[n].Status()
+		if b := s.breakers[n]; b != nil {
+			st.CircuitBreaker = b.Report()
+		}
+		out = append(out, st)
 	}
 	return out
 }

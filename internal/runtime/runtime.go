@@ -136,6 +136,7 @@ func (rt *Runtime) registerStateMetrics(m *telemetry.Metrics) {
 			}
 			return 0
 		}),
+		breakerCollector{rt},
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "limen_usage_dropped_requests_total",
 			Help: "Metered requests lost because the usage store failed for longer than the pending bound."}, func() float64 {
 			if s := rt.current.Load(); s != nil && s.usage != nil {
@@ -508,4 +509,30 @@ func writeFileAtomic(path string, data []byte) error {
 		_ = os.Chmod(tmp, fi.Mode())
 	}
 	return os.Rename(tmp, path)
+}
+
+// breakerCollector reports every upstream circuit breaker of the running config at scrape time:
+// limen_upstream_circuit_state{upstream} is 0 closed, 1 half-open, 2 open.
+type breakerCollector struct{ rt *Runtime }
+
+var breakerDesc = prometheus.NewDesc("limen_upstream_circuit_state",
+	"State of the upstream's circuit breaker: 0 closed, 1 half-open, 2 open.", []string{"upstream"}, nil)
+
+func (c breakerCollector) Describe(ch chan<- *prometheus.Desc) { ch <- breakerDesc }
+
+func (c breakerCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.rt.current.Load()
+	if s == nil {
+		return
+	}
+	for name, b := range s.breakers {
+		v := 0.0
+		switch b.State() {
+		case "half-open":
+			v = 1
+		case "open":
+			v = 2
+		}
+		ch <- prometheus.MustNewConstMetric(breakerDesc, prometheus.GaugeValue, v, name)
+	}
 }

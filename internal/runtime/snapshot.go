@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/limen-gateway/limen/internal/audit"
+	"github.com/limen-gateway/limen/internal/breaker"
 	"github.com/limen-gateway/limen/internal/config"
 	"github.com/limen-gateway/limen/internal/router"
 	"github.com/limen-gateway/limen/internal/telemetry"
@@ -31,7 +32,8 @@ type Snapshot struct {
 	access    *telemetry.AccessLog
 	audit     *audit.Log
 	usage     *usage.Meter
-	engines   map[string]any // shared-state engines, for metrics
+	engines   map[string]any              // shared-state engines, for metrics
+	breakers  map[string]*breaker.Breaker // upstream circuit breakers, by upstream
 
 	releases []func()     // pool references and closers, released with the snapshot
 	closers  []io.Closer  // policy instances holding resources

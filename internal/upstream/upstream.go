@@ -153,6 +153,8 @@ type Status struct {
 	Balance string         `json:"balance"`
 	HashOn  string         `json:"hash_on,omitempty"`
 	Targets []TargetStatus `json:"targets"`
+	// CircuitBreaker is the pool's breaker state, when it has one (filled by the runtime).
+	CircuitBreaker map[string]any `json:"circuit_breaker,omitempty"`
 }
 
 // TargetStatus is one target's state.

@@ -7,16 +7,12 @@
 package breaker
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
-	"github.com/sony/gobreaker/v2"
-
+	cb "github.com/limen-gateway/limen/internal/breaker"
 	"github.com/limen-gateway/limen/policy"
 )
 
@@ -36,44 +32,30 @@ var (
 	_ policy.Reporter = (*breaker)(nil)
 )
 
-// errFailed is what a failed call reports to gobreaker; the status itself is not needed.
-var errFailed = errors.New("upstream failure")
-
-// errExcluded marks a call that says nothing about the upstream (the client went away).
-var errExcluded = errors.New("excluded")
-
 type breaker struct {
 	id      string
 	cfg     Config
-	cb      *gobreaker.TwoStepCircuitBreaker[struct{}]
+	b       *cb.Breaker
 	release func()
 	open    *policy.Error
 }
 
 func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
 	settings, _ := json.Marshal(c)
+	log := bc.Logger
 	create := func() (any, error) {
-		log := bc.Logger
-		return gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
-			Name:         bc.ID,
-			MaxRequests:  uint32(c.HalfOpenRequests),
-			Interval:     c.Window.D(),
-			BucketPeriod: c.Window.D() / 10,
-			Timeout:      c.OpenFor.D(),
-			ReadyToTrip: func(n gobreaker.Counts) bool {
-				if c.ConsecutiveFailures > 0 && int(n.ConsecutiveFailures) >= c.ConsecutiveFailures {
-					return true
-				}
-				return c.FailureRatio > 0 && int(n.Requests) >= c.MinRequests &&
-					float64(n.TotalFailures) >= c.FailureRatio*float64(n.Requests)
-			},
-			IsExcluded: func(err error) bool { return errors.Is(err, errExcluded) },
-			OnStateChange: func(name string, from, to gobreaker.State) {
-				if log != nil {
-					log.Warn("circuit breaker state changed", "policy", name, "from", from.String(), "to", to.String())
-				}
-			},
-		}), nil
+		s := cb.Settings{Name: bc.ID, ConsecutiveFailures: c.ConsecutiveFailures, FailureRatio: c.FailureRatio,
+			MinRequests: c.MinRequests, Window: c.Window.D(), OpenFor: c.OpenFor.D(), HalfOpenRequests: c.HalfOpenRequests,
+			FailureStatuses: c.FailureStatuses}
+		if c.SlowCall != nil {
+			s.SlowCall = c.SlowCall.D()
+		}
+		if log != nil {
+			s.OnStateChange = func(from, to string) {
+				log.Warn("circuit breaker state changed", "policy", bc.ID, "from", from, "to", to)
+			}
+		}
+		return cb.New(s), nil
 	}
 	b := &breaker{id: bc.ID, cfg: *c, release: func() {}}
 	if bc.Pool != nil {
@@ -81,10 +63,10 @@ func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
 		if err != nil {
 			return nil, err
 		}
-		b.cb, b.release = obj.(*gobreaker.TwoStepCircuitBreaker[struct{}]), release
+		b.b, b.release = obj.(*cb.Breaker), release
 	} else {
 		obj, _ := create()
-		b.cb = obj.(*gobreaker.TwoStepCircuitBreaker[struct{}])
+		b.b = obj.(*cb.Breaker)
 	}
 	retry := strconv.FormatInt(int64((c.OpenFor.D()+time.Second-1)/time.Second), 10)
 	b.open = &policy.Error{Status: http.StatusServiceUnavailable, Code: "circuit_open",
@@ -100,49 +82,13 @@ func (b *breaker) Close() error {
 }
 
 // State reports the breaker's state ("closed", "half-open", "open"), for tests and status pages.
-func (b *breaker) State() string { return b.cb.State().String() }
+func (b *breaker) State() string { return b.b.State() }
 
 // Report shows the breaker in GET /admin/routes.
-func (b *breaker) Report() map[string]any {
-	c := b.cb.Counts()
-	return map[string]any{"state": b.cb.State().String(), "requests": c.Requests,
-		"consecutive_failures": c.ConsecutiveFailures, "total_failures": c.TotalFailures}
-}
+func (b *breaker) Report() map[string]any { return b.b.Report() }
 
 func (b *breaker) Wrap(next policy.Handler) policy.Handler {
-	return policy.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-		done, err := b.cb.Allow()
-		if err != nil {
-			return b.fallback(w, r)
-		}
-		sw := &statusWriter{ResponseWriter: w, start: time.Now()}
-		err = next.ServeHTTP(sw, r)
-		done(b.outcome(r.Context(), sw, err))
-		return err
-	})
-}
-
-// outcome classifies a finished call for the breaker.
-func (b *breaker) outcome(ctx context.Context, sw *statusWriter, err error) error {
-	status, took := sw.status, sw.headerAfter
-	if err != nil {
-		var pe *policy.Error
-		if errors.As(err, &pe) {
-			status = pe.Status
-		}
-		took = time.Since(sw.start)
-	}
-	switch {
-	case ctx.Err() != nil && (err != nil || status == 0):
-		return errExcluded // the client went away: nothing learned about the upstream
-	case err != nil && status >= 400 && status < 500:
-		return errExcluded // refused for the client's own fault (a bad body, a policy)
-	case err != nil, slices.Contains(b.cfg.FailureStatuses, status):
-		return errFailed
-	case b.cfg.SlowCall != nil && took > b.cfg.SlowCall.D():
-		return errFailed
-	}
-	return nil
+	return b.b.Wrap(next, policy.HandlerFunc(b.fallback))
 }
 
 // fallback answers while the breaker is open.
@@ -162,36 +108,4 @@ func (b *breaker) fallback(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(f.Status)
 	_, err := w.Write([]byte(f.Body))
 	return err
-}
-
-// statusWriter records the status and when the response headers went out. Unwrap lets
-// http.ResponseController reach the connection (flushes, hijacks, deadlines).
-type statusWriter struct {
-	http.ResponseWriter
-	status      int
-	start       time.Time
-	headerAfter time.Duration
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 && code >= 200 {
-		s.status, s.headerAfter = code, time.Since(s.start)
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(p []byte) (int, error) {
-	if s.status == 0 {
-		s.status, s.headerAfter = http.StatusOK, time.Since(s.start)
-	}
-	return s.ResponseWriter.Write(p)
-}
-
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
-// Flush passes through for the common case; ResponseController also finds it through Unwrap.
-func (s *statusWriter) Flush() {
-	if f, ok := s.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
 }
