@@ -462,7 +462,7 @@ func TestAccessLogDropsWhenFull(t *testing.T) {
 	e := Entry{Time: time.Now(), Method: "GET", Path: "/", UserAgent: strings.Repeat("x", 12<<10)}
 	done := make(chan struct{})
 	go func() {
-		for range 50 {
+		for range 200 {
 			l.Log(&e)
 		}
 		close(done)
@@ -472,11 +472,13 @@ func TestAccessLogDropsWhenFull(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Log blocked on a stuck writer")
 	}
-	if n := Dropped() - before; n < 40 {
-		t.Fatalf("dropped %d, want most of 50", n)
+	// What is not dropped is bounded by the queue (2), one 64 KiB batch and the pipe's
+	// buffer (64 KiB on Linux): about a dozen 12 KiB lines, however fast the writer runs.
+	if n := Dropped() - before; n < 150 {
+		t.Fatalf("dropped %d, want most of 200", n)
 	}
 	m := NewMetrics()
-	if v := value(t, m, "limen_access_log_dropped_total", nil); v < 40 {
+	if v := value(t, m, "limen_access_log_dropped_total", nil); v < 150 {
 		t.Fatalf("limen_access_log_dropped_total = %v", v)
 	}
 	// Unblock the writer: the reading end goes, writes fail (and count), Close returns.
