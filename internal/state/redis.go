@@ -41,6 +41,9 @@ type Redis struct {
 
 	failures int
 	openFor  time.Duration
+	// healthy is true while no failure is pending: the common case reads it and takes no lock,
+	// so requests do not queue on one mutex.
+	healthy  atomic.Bool
 	mu       sync.Mutex
 	fails    int
 	openTill time.Time
@@ -73,7 +76,9 @@ func NewRedis(o RedisOptions) (*Redis, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Redis{client: redis.NewClient(opt), prefix: o.KeyPrefix, log: o.Log, failures: o.Failures, openFor: o.OpenFor}, nil
+	r := &Redis{client: redis.NewClient(opt), prefix: o.KeyPrefix, log: o.Log, failures: o.Failures, openFor: o.OpenFor}
+	r.healthy.Store(true)
+	return r, nil
 }
 
 // Close closes the connections.
@@ -85,6 +90,9 @@ func (r *Redis) Errors() uint64 { return r.errors.Load() }
 // allow reports whether a command may be sent now: false while the breaker is open. After
 // open_for one caller probes; its result closes or reopens the breaker.
 func (r *Redis) allow(now time.Time) bool {
+	if r.healthy.Load() {
+		return true
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if now.Before(r.openTill) {
@@ -100,9 +108,13 @@ func (r *Redis) result(err error) {
 	if errors.Is(err, context.Canceled) {
 		return // the client went away: says nothing about Redis
 	}
+	if err == nil && r.healthy.Load() {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err == nil {
+		r.healthy.Store(true)
 		if r.down {
 			r.log.Info("redis is back; shared state in use again")
 		}
@@ -110,6 +122,7 @@ func (r *Redis) result(err error) {
 		return
 	}
 	r.errors.Add(1)
+	r.healthy.Store(false)
 	r.fails++
 	if r.fails >= r.failures {
 		r.openTill = time.Now().Add(r.openFor)
