@@ -622,9 +622,9 @@ func (a *api) usage(w http.ResponseWriter, r *http.Request) {
 			for _, d := range groupBy {
 				switch d {
 				case "consumer":
-					rec = append(rec, row.Consumer)
+					rec = append(rec, csvSafe(row.Consumer))
 				case "route":
-					rec = append(rec, row.Route)
+					rec = append(rec, csvSafe(row.Route))
 				case "status":
 					rec = append(rec, row.Class)
 				case "hour", "day":
@@ -638,4 +638,13 @@ func (a *api) usage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"from": from, "to": to, "group_by": groupBy, "rows": rows})
+}
+
+// csvSafe keeps a cell from being read as a formula by a spreadsheet (consumer ids can come
+// from a token's sub): a leading =, +, - or @ gets a quote in front (OWASP CSV injection).
+func csvSafe(v string) string {
+	if v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) {
+		return "'" + v
+	}
+	return v
 }

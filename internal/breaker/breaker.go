@@ -56,8 +56,11 @@ func New(s Settings) *Breaker {
 			if s.ConsecutiveFailures > 0 && int(n.ConsecutiveFailures) >= s.ConsecutiveFailures {
 				return true
 			}
-			return s.FailureRatio > 0 && int(n.Requests) >= s.MinRequests &&
-				float64(n.TotalFailures) >= s.FailureRatio*float64(n.Requests)
+			// Only calls that said something about the upstream count: excluded ones (client
+			// faults, cancellations) and calls still running would dilute the ratio.
+			counted := n.TotalSuccesses + n.TotalFailures
+			return s.FailureRatio > 0 && int(counted) >= s.MinRequests &&
+				float64(n.TotalFailures) >= s.FailureRatio*float64(counted)
 		},
 		IsExcluded: func(err error) bool { return errors.Is(err, errExcluded) },
 		OnStateChange: func(_ string, from, to gobreaker.State) {
@@ -79,17 +82,28 @@ func (b *Breaker) Report() map[string]any {
 		"consecutive_failures": c.ConsecutiveFailures, "total_failures": c.TotalFailures}
 }
 
-// Wrap guards next: while the breaker is open, open answers instead.
+// Wrap guards next: while the breaker is open, open answers instead. The outcome is reported
+// as soon as the response headers are written (a stream that then lasts for hours must not hold
+// the half-open probe slot), and always exactly once, even when next panics (an aborted stream).
 func (b *Breaker) Wrap(next, open policy.Handler) policy.Handler {
-	return policy.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-		done, err := b.cb.Allow()
-		if err != nil {
+	return policy.HandlerFunc(func(w http.ResponseWriter, r *http.Request) (err error) {
+		done, aerr := b.cb.Allow()
+		if aerr != nil {
 			return open.ServeHTTP(w, r)
 		}
-		sw := &statusWriter{ResponseWriter: w, start: time.Now()}
-		err = next.ServeHTTP(sw, r)
-		done(b.outcome(r.Context(), sw, err))
-		return err
+		sw := &statusWriter{ResponseWriter: w, start: time.Now(), b: b, done: done}
+		defer func() {
+			if p := recover(); p != nil {
+				outcome := errFailed
+				if r.Context().Err() != nil {
+					outcome = errExcluded // the client went away mid-stream
+				}
+				sw.report(outcome)
+				panic(p)
+			}
+			sw.report(b.outcome(r.Context(), sw, err))
+		}()
+		return next.ServeHTTP(sw, r)
 	})
 }
 
@@ -116,26 +130,50 @@ func (b *Breaker) outcome(ctx context.Context, sw *statusWriter, err error) erro
 	return nil
 }
 
-// statusWriter records the status and when the response headers went out. Unwrap lets
-// http.ResponseController reach the connection (flushes, hijacks, deadlines).
+// statusWriter records the status and when the response headers went out, and reports the
+// outcome to the breaker then. Unwrap lets http.ResponseController reach the connection
+// (flushes, hijacks, deadlines).
 type statusWriter struct {
 	http.ResponseWriter
 	status      int
 	start       time.Time
 	headerAfter time.Duration
+	b           *Breaker
+	done        func(error)
+}
+
+// report tells the breaker the call's outcome, once.
+func (s *statusWriter) report(outcome error) {
+	if s.done != nil {
+		s.done(outcome)
+		s.done = nil
+	}
+}
+
+func (s *statusWriter) headers(code int) {
+	if s.status != 0 {
+		return
+	}
+	s.status, s.headerAfter = code, time.Since(s.start)
+	var outcome error
+	switch {
+	case slices.Contains(s.b.s.FailureStatuses, code):
+		outcome = errFailed
+	case s.b.s.SlowCall > 0 && s.headerAfter > s.b.s.SlowCall:
+		outcome = errFailed
+	}
+	s.report(outcome)
 }
 
 func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 && code >= 200 {
-		s.status, s.headerAfter = code, time.Since(s.start)
+	if code >= 200 {
+		s.headers(code)
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
 
 func (s *statusWriter) Write(p []byte) (int, error) {
-	if s.status == 0 {
-		s.status, s.headerAfter = http.StatusOK, time.Since(s.start)
-	}
+	s.headers(http.StatusOK)
 	return s.ResponseWriter.Write(p)
 }
 

@@ -184,8 +184,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 		r.Body = &st.watch
 	}
 	h.up.BeginRequest()
+	defer h.up.EndRequest() // also when ReverseProxy aborts a broken stream with a panic
 	h.rp.ServeHTTP(w, r)
-	h.up.EndRequest()
 	if st.err == nil {
 		return nil
 	}

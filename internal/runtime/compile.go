@@ -150,16 +150,27 @@ func (b *builder) buildUsage() {
 	if u == nil || b.dryRun {
 		return
 	}
-	key := fmt.Sprintf("usage|%s|%s|memory", u.FlushInterval.D(), u.Retention.D())
-	r, _ := b.engines["redis"].(*state.Redis)
-	if r != nil {
-		key = fmt.Sprintf("usage|%s|%s|redis|%p", u.FlushInterval.D(), u.Retention.D(), r)
-	}
-	obj, release, err := b.pool.Acquire(key, func() (any, error) {
-		var store usage.Store = usage.NewMemoryStore(u.Retention.D())
-		if r != nil {
-			store = r.UsageStore(u.Retention.D())
+	var store usage.Store
+	storeKey := "redis"
+	if r, _ := b.engines["redis"].(*state.Redis); r != nil {
+		// Batches wait at most usage.Options' MaxPending (360) flushes: markers outlast that.
+		store = r.UsageStore(u.Retention.D(), 360*u.FlushInterval.D()+10*time.Minute)
+		storeKey = fmt.Sprintf("redis|%p", r)
+	} else {
+		// The in-memory totals are pooled on their own, keyed only by being in memory: a reload
+		// that changes the flush interval or the retention keeps them.
+		obj, release, err := b.pool.Acquire("usage-store|memory", func() (any, error) {
+			return usage.NewMemoryStore(u.Retention.D()), nil
+		})
+		if err != nil {
+			b.fail("usage", "%v", err)
+			return
 		}
+		b.snap.releases = append(b.snap.releases, release)
+		store, storeKey = obj.(usage.Store), "memory"
+	}
+	key := fmt.Sprintf("usage|%s|%s|%s", u.FlushInterval.D(), u.Retention.D(), storeKey)
+	obj, release, err := b.pool.Acquire(key, func() (any, error) {
 		return usage.New(usage.Options{Store: store, FlushInterval: u.FlushInterval.D(), Log: b.log.With("component", "usage")}), nil
 	})
 	if err != nil {

@@ -44,6 +44,14 @@ func (rt *Runtime) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	route, err := s.route(ex, r)
+	defer func() {
+		// An aborted stream (ReverseProxy, or the cut below, panics with ErrAbortHandler) was
+		// still served in part: it is metered and logged before the panic goes on to the server.
+		if p := recover(); p != nil {
+			s.record(rt, ex, r, route, sw.Status(), sw, time.Now())
+			panic(p)
+		}
+	}()
 	if err == nil {
 		err = route.handler.ServeHTTP(sw, r)
 	}
@@ -63,7 +71,11 @@ func (rt *Runtime) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.audit != nil && ex.DeniedBy != "" && (status == http.StatusUnauthorized || status == http.StatusForbidden) {
 		s.auditDenial(ex, r, status)
 	}
-	now := time.Now()
+	s.record(rt, ex, r, route, status, sw, time.Now())
+}
+
+// record observes a finished (or aborted) request: metrics, usage metering, the access log.
+func (s *Snapshot) record(rt *Runtime, ex *policy.Exchange, r *http.Request, route *Route, status int, sw *httpx.StatusWriter, now time.Time) {
 	if route != nil && route.metrics != nil {
 		route.metrics.Observe(r.Method, status, now.Sub(ex.Start))
 	} else if route == nil && rt.opts.Metrics != nil {

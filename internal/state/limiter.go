@@ -80,15 +80,16 @@ func (m *MemoryLimiter) Allow(key []byte, limits []Limit, now time.Time) Decisio
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	tats, ok := s.tats[string(key)]
-	if !ok || len(tats) != len(limits) {
+	fresh := !ok || len(tats) != len(limits) // a new key, or one whose limits changed on reload
+	if fresh {
 		tats = make([]time.Time, len(limits))
 	}
 	d, next := decide(tats, limits, now)
 	if !d.Allowed {
 		return d
 	}
-	if !ok {
-		if len(s.tats) >= m.maxKeys {
+	if fresh {
+		if !ok && len(s.tats) >= m.maxKeys {
 			s.evict(now)
 		}
 		s.tats[string(key)] = next
@@ -137,27 +138,48 @@ func decide(tats []time.Time, limits []Limit, now time.Time) (Decision, []time.T
 	return d, tats
 }
 
-// evict makes room in a full shard: recovered keys first, then the first ones found.
+// evict makes room in a full shard. It looks at a few entries only (a full scan per new key
+// would let a client rotating keys burn CPU under the shard lock): a recovered one goes at once,
+// otherwise the sampled one that recovers soonest.
 func (s *limiterShard) evict(now time.Time) {
-	dropped := 0
+	const samples = 8
+	var victim string
+	var soonest time.Time
+	n := 0
 	for k, tats := range s.tats {
-		recovered := true
+		latest := time.Time{}
 		for _, t := range tats {
-			if t.After(now) {
-				recovered = false
-				break
+			if t.After(latest) {
+				latest = t
 			}
 		}
-		if recovered {
+		if !latest.After(now) {
 			delete(s.tats, k)
-			dropped++
+			return
+		}
+		if n == 0 || latest.Before(soonest) {
+			victim, soonest = k, latest
+		}
+		if n++; n == samples {
+			break
 		}
 	}
-	if dropped > 0 {
-		return
+	if n > 0 {
+		delete(s.tats, victim)
 	}
+}
+
+// Shards and Keys expose the tables to tests of the policies that use the limiter.
+func (m *MemoryLimiter) Shards() int { return len(m.shards) }
+
+// Keys returns the keys of shard i.
+func (m *MemoryLimiter) Keys(i int) []string {
+	s := &m.shards[i]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.tats))
 	for k := range s.tats {
-		delete(s.tats, k)
-		return
+		out = append(out, k)
 	}
+	return out
 }

@@ -142,3 +142,23 @@ func BenchmarkAllow(b *testing.B) {
 		m.Allow(key, limits, now)
 	}
 }
+
+// TestLimitCountChangeKeepsLimiting: a reload that adds a limit must not leave known keys
+// unlimited (their stored state is replaced, and then counted again).
+func TestLimitCountChangeKeepsLimiting(t *testing.T) {
+	t.Parallel()
+	m := NewMemoryLimiter(0)
+	now := time.Unix(1_000_000, 0)
+	one := []Limit{{Requests: 1, Per: time.Hour, Burst: 1}}
+	m.Allow([]byte("k"), one, now)
+	two := []Limit{{Requests: 1, Per: time.Hour, Burst: 1}, {Requests: 100, Per: time.Second, Burst: 100}}
+	admitted := 0
+	for range 10 {
+		if m.Allow([]byte("k"), two, now).Allowed {
+			admitted++
+		}
+	}
+	if admitted != 1 {
+		t.Fatalf("%d of 10 admitted under 1 per hour after the limit set changed", admitted)
+	}
+}

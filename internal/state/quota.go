@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"strconv"
 	"sync"
 	"time"
@@ -17,7 +18,9 @@ type Quota struct {
 	Location *time.Location
 }
 
-// Window returns the calendar period containing now: [start, end).
+// Window returns the calendar period containing now: [start, end). In zones where a DST change
+// happens at midnight the local midnight does not exist; the window is then stepped until it
+// contains now, so a reset time is never in the past.
 func (q Quota) Window(now time.Time) (start, end time.Time) {
 	loc := q.Location
 	if loc == nil {
@@ -26,10 +29,15 @@ func (q Quota) Window(now time.Time) (start, end time.Time) {
 	t := now.In(loc)
 	if q.Period == "month" {
 		start = time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, loc)
-		return start, start.AddDate(0, 1, 0)
+		end = time.Date(t.Year(), t.Month()+1, 1, 0, 0, 0, 0, loc)
+	} else {
+		start = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, loc)
+		end = time.Date(t.Year(), t.Month(), t.Day()+1, 0, 0, 0, 0, loc)
 	}
-	start = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, loc)
-	return start, start.AddDate(0, 0, 1)
+	for i := 0; !now.Before(end) && i < 3; i++ {
+		end = end.Add(time.Hour)
+	}
+	return start, end
 }
 
 // QuotaDecision is the outcome of taking one request from several quotas.
@@ -42,76 +50,85 @@ type QuotaDecision struct {
 	Reset time.Time
 }
 
-// MemoryQuotas counts quotas in this process, bounded like the limiter's tables.
+// MemoryQuotas counts quotas in this process, in sharded tables. Counters of past periods are
+// dropped; counters of the current period are never dropped to make room (that would hand a
+// consumer its used quota back), so the tables are bounded by the consumers that actually call.
 type MemoryQuotas struct {
-	mu      sync.Mutex
-	counts  map[string]int // key + "\\x1f" + quota index + "\\x1f" + window start
-	maxKeys int
+	shards  [32]quotaShard
+	seed    maphash.Seed
+	maxKeys int // per shard, before past periods are swept
 }
 
-// NewMemoryQuotas tracks at most maxKeys counters (100,000 when <= 0).
+type quotaShard struct {
+	mu     sync.Mutex
+	counts map[string]quotaCount
+	swept  time.Time
+}
+
+type quotaCount struct {
+	n   int
+	end time.Time
+}
+
+// NewMemoryQuotas sweeps past periods once a shard holds more than maxKeys/32 counters
+// (100,000 in all when <= 0).
 func NewMemoryQuotas(maxKeys int) *MemoryQuotas {
 	if maxKeys <= 0 {
 		maxKeys = 100_000
 	}
-	return &MemoryQuotas{counts: map[string]int{}, maxKeys: maxKeys}
+	m := &MemoryQuotas{seed: maphash.MakeSeed(), maxKeys: max(1, maxKeys/32)}
+	for i := range m.shards {
+		m.shards[i].counts = map[string]quotaCount{}
+	}
+	return m
 }
 
-func quotaKey(key string, i int, start time.Time) string {
-	return key + "\x1f" + strconv.Itoa(i) + "\x1f" + strconv.FormatInt(start.Unix(), 10)
+func quotaKey(key string, q Quota, i int, start time.Time) string {
+	return key + "\x1f" + q.Period + "\x1f" + strconv.Itoa(i) + "\x1f" + strconv.FormatInt(start.Unix(), 10)
 }
 
 // Take checks every quota for key and, when all have room, counts the request in each.
 func (m *MemoryQuotas) Take(key string, quotas []Quota, now time.Time) QuotaDecision {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	s := &m.shards[maphash.String(m.seed, key)%uint64(len(m.shards))]
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	d := QuotaDecision{Allowed: true, Remaining: -1}
 	keys := make([]string, len(quotas))
+	ends := make([]time.Time, len(quotas))
+	var refused *QuotaDecision
 	for i, q := range quotas {
 		start, end := q.Window(now)
-		keys[i] = quotaKey(key, i, start)
-		left := q.Requests - m.counts[keys[i]]
+		keys[i], ends[i] = quotaKey(key, q, i, start), end
+		left := q.Requests - s.counts[keys[i]].n
 		if left <= 0 {
-			return QuotaDecision{Quota: i, Reset: end}
+			// Several exhausted quotas: the caller must wait for the last of them to reset.
+			if refused == nil || end.After(refused.Reset) {
+				refused = &QuotaDecision{Quota: i, Reset: end}
+			}
+			continue
 		}
 		if d.Remaining < 0 || left-1 < d.Remaining {
 			d.Quota, d.Remaining, d.Reset = i, left-1, end
 		}
 	}
-	if len(m.counts)+len(keys) > m.maxKeys {
-		m.evictOld(now, quotas)
+	if refused != nil {
+		return *refused
 	}
-	for _, k := range keys {
-		m.counts[k]++
-	}
-	return d
-}
-
-// evictOld drops counters of past periods, then arbitrary ones if that is not enough.
-func (m *MemoryQuotas) evictOld(now time.Time, quotas []Quota) {
-	current := map[string]bool{}
-	for i, q := range quotas {
-		start, _ := q.Window(now)
-		current["\x1f"+strconv.Itoa(i)+"\x1f"+strconv.FormatInt(start.Unix(), 10)] = true
-	}
-	for k := range m.counts {
-		keep := false
-		for suffix := range current {
-			if len(k) >= len(suffix) && k[len(k)-len(suffix):] == suffix {
-				keep = true
-				break
+	if len(s.counts) >= m.maxKeys && now.Sub(s.swept) > time.Minute {
+		s.swept = now
+		for k, c := range s.counts {
+			if !now.Before(c.end) {
+				delete(s.counts, k)
 			}
 		}
-		if !keep {
-			delete(m.counts, k)
-		}
 	}
-	for k := range m.counts {
-		if len(m.counts) < m.maxKeys {
-			break
-		}
-		delete(m.counts, k)
+	for i, k := range keys {
+		c := s.counts[k]
+		c.n++
+		c.end = ends[i]
+		s.counts[k] = c
 	}
+	return d
 }
 
 // quotaScript checks every quota counter, and only when all have room increments them all and
@@ -154,7 +171,7 @@ func (q *RedisQuotas) Take(ctx context.Context, key string, quotas []Quota, now 
 	for i, qu := range quotas {
 		start, end := qu.Window(now)
 		ends[i] = end
-		keys[i] = q.prefix + "{" + key + "}:" + strconv.Itoa(i) + ":" + strconv.FormatInt(start.Unix(), 10)
+		keys[i] = q.prefix + "{" + hashTag(key) + "}:" + qu.Period + ":" + strconv.Itoa(i) + ":" + strconv.FormatInt(start.Unix(), 10)
 		args = append(args, qu.Requests, end.Add(24*time.Hour).Unix())
 	}
 	res, err := quotaScript.Run(ctx, q.r.client, keys, args...).Int64Slice()

@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -81,7 +82,7 @@ func TestRedisQuotasShared(t *testing.T) {
 
 func TestRedisUsageStoreAppliesOnce(t *testing.T) {
 	addr, _ := startRedis(t)
-	s := newRedis(t, addr).UsageStore(0)
+	s := newRedis(t, addr).UsageStore(0, 0)
 	hour := time.Now().Unix() - time.Now().Unix()%3600
 	b := usage.Batch{ID: "b1", Items: map[usage.Key]usage.Counts{
 		{Consumer: "acme", Route: "orders", Class: "2xx", Hour: hour}:  {Requests: 3, BytesIn: 30, BytesOut: 300},
@@ -99,5 +100,53 @@ func TestRedisUsageStoreAppliesOnce(t *testing.T) {
 	}
 	if len(got) != 3 || got[usage.Key{Consumer: "acme", Route: "orders", Class: "2xx", Hour: hour}] != (usage.Counts{Requests: 3, BytesIn: 30, BytesOut: 300}) {
 		t.Fatalf("totals %+v", got)
+	}
+}
+
+// TestQuotaWindowContainsNow: in zones whose DST change happens at midnight, a window always
+// contains the instant it was computed for, so a reset is never in the past.
+func TestQuotaWindowContainsNow(t *testing.T) {
+	t.Parallel()
+	for _, zone := range []string{"America/Santiago", "America/Havana", "America/Asuncion", "Europe/Paris", "UTC"} {
+		loc, err := time.LoadLocation(zone)
+		if err != nil {
+			t.Skipf("no zoneinfo for %s", zone)
+		}
+		start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		for h := 0; h < 24*366; h++ {
+			now := start.Add(time.Duration(h)*time.Hour + 30*time.Minute)
+			for _, period := range []string{"day", "month"} {
+				ws, we := Quota{Period: period, Location: loc}.Window(now)
+				if now.Before(ws) || !now.Before(we) {
+					t.Fatalf("%s %s at %v: window [%v, %v) does not contain it", zone, period, now, ws, we)
+				}
+			}
+		}
+	}
+}
+
+// TestQuotaCountersOfThePeriodAreKept: a full table never forgets this period's counters.
+func TestQuotaCountersOfThePeriodAreKept(t *testing.T) {
+	t.Parallel()
+	m := NewMemoryQuotas(64)
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	day := []Quota{{Requests: 1, Period: "day"}}
+	m.Take("first", day, now)
+	for i := range 1000 {
+		m.Take("c"+strconv.Itoa(i), day, now.Add(2*time.Minute))
+	}
+	if d := m.Take("first", day, now.Add(3*time.Minute)); d.Allowed {
+		t.Fatal("a full table handed a consumer its used daily quota back")
+	}
+	// Past periods are swept as shards take new counters.
+	for i := range 200 {
+		m.Take("late"+strconv.Itoa(i), day, now.Add(48*time.Hour))
+	}
+	total := 0
+	for i := range m.shards {
+		total += len(m.shards[i].counts)
+	}
+	if total > 300 {
+		t.Fatalf("%d counters two days later, want yesterday's 1001 swept", total)
 	}
 }

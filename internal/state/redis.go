@@ -2,9 +2,12 @@ package state
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -203,7 +206,7 @@ func (l *RedisLimiter) Allow(ctx context.Context, key []byte, limits []Limit) (D
 		return Decision{}, ErrUnavailable
 	}
 	// The hash tag keeps a key's data on one Redis Cluster slot.
-	k := l.prefix + "{" + string(key) + "}"
+	k := l.prefix + "{" + hashTag(string(key)) + "}"
 	args := make([]any, 0, 1+2*len(limits))
 	args = append(args, len(limits))
 	for _, lim := range limits {
@@ -227,3 +230,14 @@ func (l *RedisLimiter) Allow(ctx context.Context, key []byte, limits []Limit) (D
 
 // Ping checks the connection (tests and readiness).
 func (r *Redis) Ping(ctx context.Context) error { return r.client.Ping(ctx).Err() }
+
+// hashTag is a key part safe inside a Redis Cluster hash tag: a part with braces (or an empty
+// one) would end the tag early, and Redis would then hash the whole key, scattering one
+// consumer's keys over slots. Such parts are replaced by their digest.
+func hashTag(part string) string {
+	if part != "" && !strings.ContainsAny(part, "{}") {
+		return part
+	}
+	sum := sha256.Sum256([]byte(part))
+	return "h" + hex.EncodeToString(sum[:12])
+}

@@ -13,11 +13,11 @@ import (
 
 // usageScript applies one consumer's part of a batch once: the batch marker (per consumer, in
 // the consumer's hash slot) is set only if absent, and only then are the counters increased.
-// KEYS[1] = batch marker; then one hash per hour. ARGV: retention seconds, then for each hash
-// the number of fields n followed by n field/increment pairs.
+// KEYS[1] = batch marker; then one hash per hour. ARGV: retention seconds, marker seconds, then
+// for each hash the number of fields n followed by n field/increment pairs.
 var usageScript = redis.NewScript(`
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', 86400) == false then return 0 end
-local a = 2
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[2])) == false then return 0 end
+local a = 3
 for i = 2, #KEYS do
   local n = tonumber(ARGV[a]); a = a + 1
   for j = 1, n do
@@ -33,18 +33,24 @@ return 1
 type UsageStore struct {
 	r         *Redis
 	retention time.Duration
+	markerTTL time.Duration
 }
 
-// UsageStore returns the Redis usage store (totals kept for retention, default 35 days).
-func (r *Redis) UsageStore(retention time.Duration) *UsageStore {
+// UsageStore returns the Redis usage store: totals kept for retention (default 35 days), batch
+// markers for markerTTL, which must outlast the longest a batch can wait to be retried (default
+// 2h; one marker per consumer per batch, so a day's worth would crowd Redis).
+func (r *Redis) UsageStore(retention, markerTTL time.Duration) *UsageStore {
 	if retention <= 0 {
 		retention = 35 * 24 * time.Hour
 	}
-	return &UsageStore{r: r, retention: retention}
+	if markerTTL <= 0 {
+		markerTTL = 2 * time.Hour
+	}
+	return &UsageStore{r: r, retention: retention, markerTTL: markerTTL}
 }
 
 func (u *UsageStore) hourKey(consumer string, hour int64) string {
-	return u.r.prefix + "usage:{" + consumer + "}:" + strconv.FormatInt(hour, 10)
+	return u.r.prefix + "usage:{" + hashTag(consumer) + "}:" + strconv.FormatInt(hour, 10)
 }
 
 func field(route, class, what string) string { return route + "\x1f" + class + "\x1f" + what }
@@ -65,8 +71,8 @@ func (u *UsageStore) Apply(ctx context.Context, b usage.Batch) error {
 			field(k.Route, k.Class, "out"), c.BytesOut)
 	}
 	for consumer, hours := range byConsumer {
-		keys := []string{u.r.prefix + "usage:{" + consumer + "}:batch:" + b.ID}
-		args := []any{int64(u.retention / time.Second)}
+		keys := []string{u.r.prefix + "usage:{" + hashTag(consumer) + "}:batch:" + b.ID}
+		args := []any{int64(u.retention / time.Second), int64(u.markerTTL / time.Second)}
 		for hour, fields := range hours {
 			keys = append(keys, u.hourKey(consumer, hour))
 			args = append(args, len(fields)/2)

@@ -179,3 +179,42 @@ func TestConfigErrors(t *testing.T) {
 func TestDocExamples(t *testing.T) {
 	policytest.CheckDocExamples(t, "../../docs/policies/circuit_breaker.md", Kind)
 }
+
+// TestAbortedProbeDoesNotWedge: a half-open probe whose stream is aborted (ReverseProxy panics
+// with http.ErrAbortHandler) still reports, so the breaker does not stay half-open forever.
+func TestAbortedProbeDoesNotWedge(t *testing.T) {
+	t.Parallel()
+	p := policytest.MustBuild(t, Kind, `{"consecutive_failures": 1, "open_for": "100ms"}`).(*breaker)
+	do(p, &backend{}) // trips
+	eventually(t, "half-open", func() bool { return p.State() != "open" })
+	func() {
+		defer func() { _ = recover() }()
+		policytest.Serve(p, httptest.NewRequest("GET", "/", nil), &policy.Exchange{}, func(http.ResponseWriter, *http.Request) error {
+			panic(http.ErrAbortHandler)
+		})
+	}()
+	ok := &backend{}
+	ok.status.Store(200)
+	eventually(t, "the breaker to take probes again and close", func() bool { do(p, ok); return p.State() == "closed" })
+}
+
+// TestStreamingProbeReportsAtHeaders: a probe that streams for long frees the half-open slot as
+// soon as its headers are out.
+func TestStreamingProbeReportsAtHeaders(t *testing.T) {
+	t.Parallel()
+	p := policytest.MustBuild(t, Kind, `{"consecutive_failures": 1, "open_for": "100ms"}`).(*breaker)
+	do(p, &backend{})
+	eventually(t, "half-open", func() bool { return p.State() != "open" })
+	headersOut, release := make(chan struct{}), make(chan struct{})
+	go policytest.Serve(p, httptest.NewRequest("GET", "/", nil), &policy.Exchange{}, func(w http.ResponseWriter, _ *http.Request) error {
+		w.WriteHeader(200)
+		close(headersOut)
+		<-release // the stream goes on
+		return nil
+	})
+	<-headersOut
+	if p.State() != "closed" {
+		t.Errorf("state %s while the successful probe still streams, want closed", p.State())
+	}
+	close(release)
+}

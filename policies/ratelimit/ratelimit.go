@@ -8,6 +8,7 @@
 package ratelimit
 
 import (
+	"crypto/sha256"
 	"errors"
 	"net/http"
 	"net/netip"
@@ -32,6 +33,9 @@ func init() {
 }
 
 var _ policy.Policy = (*limiter)(nil)
+
+// maxKeyBytes is the longest key stored as it is; longer ones are replaced by their SHA-256.
+const maxKeyBytes = 64
 
 type keyPart struct {
 	kind string // client_ip, consumer, route, header, claim
@@ -98,6 +102,12 @@ func (l *limiter) Wrap(next policy.Handler) policy.Handler {
 	return policy.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		var buf [256]byte
 		key, ok := l.key(buf[:0], r)
+		if ok && len(key) > maxKeyBytes {
+			// A client chooses header values: a long one is stored as its digest, so a key
+			// costs the same whatever the client sends.
+			sum := sha256.Sum256(key)
+			key = append(buf[:0], sum[:]...)
+		}
 		if !ok {
 			if l.cfg.MissingKey == "deny" {
 				return l.missing

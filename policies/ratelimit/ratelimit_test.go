@@ -208,3 +208,24 @@ func BenchmarkRateLimit(b *testing.B) {
 		}
 	}
 }
+
+// TestLongKeysAreDigested: a 64 KiB header value is stored as a 32-byte digest.
+func TestLongKeysAreDigested(t *testing.T) {
+	t.Parallel()
+	p := policytest.MustBuild(t, Kind, `{"key": ["header:X-Tenant"], "limits": [{"requests": 1, "per": "1h"}]}`).(*limiter)
+	long := strings.Repeat("t", 64<<10)
+	set := func(r *http.Request, _ *policy.Exchange) { r.Header.Set("X-Tenant", long) }
+	if res := serve(p, "192.0.2.1", set); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if res := serve(p, "192.0.2.1", set); res.Err == nil {
+		t.Fatal("the same long key was not limited")
+	}
+	for i := range p.store.Shards() {
+		for _, k := range p.store.Keys(i) {
+			if len(k) > 64 {
+				t.Fatalf("a %d-byte key was stored", len(k))
+			}
+		}
+	}
+}
