@@ -33,6 +33,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -600,6 +601,10 @@ func (a *api) usage(w http.ResponseWriter, r *http.Request) {
 				fail(w, http.StatusBadRequest, "group_by: "+d+": want consumer, route, status, hour or day")
 				return
 			}
+		}
+		if slices.Contains(groupBy, "hour") && slices.Contains(groupBy, "day") {
+			fail(w, http.StatusBadRequest, "group_by: hour and day exclude each other")
+			return
 		}
 	}
 	rows, err := a.ctl.Usage(r.Context(), q.Get("consumer"), from, to, groupBy)

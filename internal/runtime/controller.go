@@ -163,8 +163,17 @@ func (rt *Runtime) Ready() bool { return rt.ready.Load() }
 
 // Usage reports metered usage (admin.Controller).
 func (rt *Runtime) Usage(ctx context.Context, consumer string, from, to time.Time, groupBy []string) ([]usage.Row, error) {
-	s := rt.current.Load()
-	if s == nil || s.usage == nil {
+	var s *Snapshot
+	for { // a snapshot retired meanwhile is skipped for the one that replaced it
+		if s = rt.current.Load(); s == nil {
+			return nil, admin.ErrUsageOff
+		}
+		if s.enter() {
+			break
+		}
+	}
+	defer s.leave() // the meter stays open while the query reads it, even across a reload
+	if s.usage == nil {
 		return nil, admin.ErrUsageOff
 	}
 	totals, err := s.usage.Query(ctx, consumer, from, to)
