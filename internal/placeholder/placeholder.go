@@ -30,6 +30,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/limen-gateway/limen/internal/httpx"
 	"github.com/limen-gateway/limen/policy"
 )
 
@@ -167,7 +168,7 @@ func parsePlaceholder(name string) (segment, error) {
 	prefix, arg, _ := splitArg(name)
 	switch prefix {
 	case "request.header":
-		if !validToken(arg) {
+		if !httpx.ValidToken(arg) {
 			return segment{}, fmt.Errorf("placeholder {%s}: %q is not a valid header name", name, arg)
 		}
 		return segment{kind: header, arg: textproto.CanonicalMIMEHeaderKey(arg)}, nil
@@ -186,7 +187,7 @@ func parsePlaceholder(name string) (segment, error) {
 			return segment{}, fmt.Errorf("placeholder {%s} needs a variable name", name)
 		}
 		v := os.Getenv(arg)
-		if !validValue(v) {
+		if !httpx.ValidFieldValue(v) {
 			return segment{}, fmt.Errorf("placeholder {%s}: the variable's value is not a valid header value", name)
 		}
 		return segment{kind: literal, arg: v}, nil
@@ -361,43 +362,4 @@ func unhex(c byte) byte {
 	default:
 		return c - 'A' + 10
 	}
-}
-
-// validToken reports whether s is an RFC 9110 §5.6.2 token, the syntax of a header name.
-// (golang.org/x/net/http/httpguts has this too, but pulls x/text into the module.)
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x80 || !tokenChars[c] {
-			return false
-		}
-	}
-	return true
-}
-
-var tokenChars = func() (t [128]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
-
-// validValue reports whether s holds no control character but HTAB (RFC 9110 §5.5).
-func validValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < 0x20 && c != '\t') || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/limen-gateway/limen/internal/httpx"
 	"github.com/limen-gateway/limen/policy"
 )
 
@@ -212,7 +213,7 @@ func parseHashOn(s string) (hashSpec, error) {
 		return hashSpec{on: hashPath}, nil
 	}
 	kind, name, found := strings.Cut(s, ":")
-	if found && name != "" && isToken(name) {
+	if found && name != "" && httpx.ValidToken(name) {
 		switch kind {
 		case "header":
 			return hashSpec{on: hashHeader, name: http.CanonicalHeaderKey(name)}, nil
@@ -221,20 +222,6 @@ func parseHashOn(s string) (hashSpec, error) {
 		}
 	}
 	return hashSpec{}, fmt.Errorf("hash_on %q: want header:NAME, cookie:NAME, client_ip, consumer or path", s)
-}
-
-// isToken reports whether s is an RFC 9110 §5.6.2 token, which header and cookie names are.
-func isToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // Key is a request's hash key for a hash-balanced upstream. The zero Key means "no key": the

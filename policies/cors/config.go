@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/limen-gateway/limen/internal/httpx"
 	"github.com/limen-gateway/limen/policy"
 )
 
@@ -97,7 +98,7 @@ func (c *Config) compile() (*cors, error) {
 				bad(`allow_methods[%d]: "*" cannot be used with allow_credentials: browsers take it literally; list the methods`, i)
 			}
 			p.anyMethod = true
-		case !validToken(m):
+		case !httpx.ValidToken(m):
 			bad("allow_methods[%d]: %q is not a valid method", i, m)
 		case m != strings.ToUpper(m):
 			bad("allow_methods[%d]: write %q in uppercase (%q): methods are case-sensitive", i, m, strings.ToUpper(m))
@@ -112,7 +113,7 @@ func (c *Config) compile() (*cors, error) {
 				bad(`allow_headers[%d]: "*" cannot be used with allow_credentials: browsers take it literally; list the headers`, i)
 			}
 			p.anyHeader = true
-		case !validToken(h):
+		case !httpx.ValidToken(h):
 			bad("allow_headers[%d]: %q is not a valid header name", i, h)
 		default:
 			p.headers = append(p.headers, h)
@@ -122,7 +123,7 @@ func (c *Config) compile() (*cors, error) {
 		switch {
 		case h == "*" && c.AllowCredentials:
 			bad(`expose_headers[%d]: "*" cannot be used with allow_credentials: browsers take it literally; list the headers`, i)
-		case h != "*" && !validToken(h):
+		case h != "*" && !httpx.ValidToken(h):
 			bad("expose_headers[%d]: %q is not a valid header name", i, h)
 		}
 	}
@@ -279,17 +280,3 @@ func isLabelChar(c byte) bool {
 func isAlpha(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 func isHex(c byte) bool   { return isDigit(c) || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
-
-// validToken reports whether s is an RFC 9110 §5.6.2 token (methods and header names).
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !isAlpha(c) && !isDigit(c) && !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
-			return false
-		}
-	}
-	return true
-}

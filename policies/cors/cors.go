@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/limen-gateway/limen/internal/httpx"
 	"github.com/limen-gateway/limen/policy"
 )
 
@@ -177,7 +178,7 @@ func (p *cors) methodAllowed(m string) bool {
 		return true
 	}
 	if p.anyMethod {
-		return validToken(m)
+		return httpx.ValidToken(m)
 	}
 	for _, a := range p.methods {
 		if a == m {
@@ -198,7 +199,7 @@ func (p *cors) headersAllowed(values []string) bool {
 			if name == "" {
 				continue
 			}
-			if !validToken(name) {
+			if !httpx.ValidToken(name) {
 				return false
 			}
 			if p.anyHeader {

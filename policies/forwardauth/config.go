@@ -1,16 +1,15 @@
 package forwardauth
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/textproto"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/limen-gateway/limen/internal/httpx"
 	"github.com/limen-gateway/limen/policy"
 )
 
@@ -48,7 +47,7 @@ type Config struct {
 	ForwardBody bool `json:"forward_body,omitempty"`
 	// MaxBody is the largest body forward_body buffers: a number of bytes or a size such as
 	// "64KiB" or "1MiB". Default 64KiB, at most 16MiB.
-	MaxBody Size `json:"max_body,omitempty"`
+	MaxBody policy.Size `json:"max_body,omitempty"`
 	// CacheTTL, when set, is how long an allowing (2xx) answer is remembered for requests with
 	// the same method, host, path, query, copied request headers (and body, with
 	// forward_body). Refusals are never cached. Default 0: ask on every request.
@@ -165,7 +164,7 @@ func (c *Config) Validate() error {
 func headerList(field string, names []string, fail func(string, ...any)) []string {
 	out := make([]string, 0, len(names))
 	for i, n := range names {
-		if !validToken(n) {
+		if !httpx.ValidToken(n) {
 			fail("%s[%d]: %q is not a header name", field, i, n)
 			continue
 		}
@@ -179,62 +178,4 @@ func headerList(field string, names []string, fail func(string, ...any)) []strin
 		}
 	}
 	return out
-}
-
-// validToken reports whether s is an RFC 9110 §5.6.2 token, the syntax of a field name.
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// Size is a number of bytes written as a number or a string with a unit (B, KiB, MiB, KB, MB).
-// Policies cannot import each other's types, so this is the policy's own.
-type Size int64
-
-// MarshalJSON writes the size as a number of bytes.
-func (s Size) MarshalJSON() ([]byte, error) { return json.Marshal(int64(s)) }
-
-// UnmarshalJSON reads a number or a string with a unit.
-func (s *Size) UnmarshalJSON(b []byte) error {
-	var n int64
-	if err := json.Unmarshal(b, &n); err == nil {
-		if n < 0 {
-			return errors.New("size must not be negative")
-		}
-		*s = Size(n)
-		return nil
-	}
-	var str string
-	if err := json.Unmarshal(b, &str); err != nil {
-		return errors.New(`want a size such as 65536 or "64KiB"`)
-	}
-	t, mult := strings.TrimSpace(str), int64(1)
-	// Longer suffixes first: every unit ends with "B". Units are case-sensitive, as a
-	// lowercase "b" conventionally means bits.
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"KB", 1000}, {"MB", 1000 * 1000}, {"B", 1}} {
-		if strings.HasSuffix(t, u.suffix) {
-			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
-			break
-		}
-	}
-	v, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || v < 0 || t == "" || t[0] == '+' || v > (1<<40)/mult {
-		return fmt.Errorf(`invalid size %q: want e.g. 65536, "64KiB" or "1MiB"`, str)
-	}
-	*s = Size(v * mult)
-	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"net/textproto"
 	"sort"
 
+	"github.com/limen-gateway/limen/internal/httpx"
 	"github.com/limen-gateway/limen/internal/placeholder"
 )
 
@@ -34,7 +35,7 @@ func (c *Config) compile() (*ops, error) {
 	var errs []error
 	removed := map[string]bool{}
 	for i, n := range c.Remove {
-		if !validToken(n) {
+		if !httpx.ValidToken(n) {
 			errs = append(errs, fmt.Errorf("remove[%d]: %q is not a valid header name", i, n))
 			continue
 		}
@@ -55,7 +56,7 @@ func (c *Config) compile() (*ops, error) {
 		var list []op
 		seen := map[string]string{}
 		for _, n := range sortedKeys(m) {
-			if !validToken(n) {
+			if !httpx.ValidToken(n) {
 				errs = append(errs, fmt.Errorf("%s: %q is not a valid header name", key, n))
 				continue
 			}
@@ -108,32 +109,6 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// validToken reports whether s is an RFC 9110 §5.6.2 token, the syntax of a header name.
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case c < 0x80 && c > 0x20 && contains("!#$%&'*+-.^_`|~", c):
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-func contains(s string, c byte) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == c {
-			return true
-		}
-	}
-	return false
 }
 
 // apply runs the operations on h, rendering templates against r. All dynamic values of one

@@ -1,16 +1,14 @@
 package mirror
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/textproto"
 	"net/url"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/limen-gateway/limen/internal/httpx"
 	"github.com/limen-gateway/limen/policy"
 )
 
@@ -34,7 +32,7 @@ type Config struct {
 	// MaxBody is the largest request body copied: a number of bytes or a size such as "64KiB".
 	// Requests with a larger body, or a body of unknown length (chunked), are not copied.
 	// Default 64KiB, at most 16MiB.
-	MaxBody Size `json:"max_body,omitempty"`
+	MaxBody policy.Size `json:"max_body,omitempty"`
 	// CA is a PEM bundle trusted for an https URL besides the system roots, relative to the
 	// config's directory.
 	CA policy.File `json:"ca,omitempty"`
@@ -144,7 +142,7 @@ func (c *Config) Validate() error {
 	slices.Sort(names) // errors in a stable order
 	for _, name := range names {
 		v := c.Headers[name]
-		if !validToken(name) {
+		if !httpx.ValidToken(name) {
 			fail("headers: %q is not a header name", name)
 			continue
 		}
@@ -157,7 +155,7 @@ func (c *Config) Validate() error {
 			fail("headers: %s is given twice (header names are case-insensitive)", canon)
 			continue
 		}
-		if !validValue(v) {
+		if !httpx.ValidFieldValue(v) {
 			fail("headers: the value of %s holds a control character", canon)
 			continue
 		}
@@ -168,73 +166,4 @@ func (c *Config) Validate() error {
 	}
 	c.Headers = headers
 	return errors.Join(errs...)
-}
-
-// validToken reports whether s is an RFC 9110 §5.6.2 token, the syntax of a field name.
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// validValue reports whether s is a field value without control characters (RFC 9110 §5.5):
-// CR, LF and NUL would split or end the header.
-func validValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-// Size is a number of bytes written as a number or a string with a unit (B, KiB, MiB, KB, MB).
-// Policies cannot import each other's types, so this is the policy's own.
-type Size int64
-
-// MarshalJSON writes the size as a number of bytes.
-func (s Size) MarshalJSON() ([]byte, error) { return json.Marshal(int64(s)) }
-
-// UnmarshalJSON reads a number or a string with a unit.
-func (s *Size) UnmarshalJSON(b []byte) error {
-	var n int64
-	if err := json.Unmarshal(b, &n); err == nil {
-		if n < 0 {
-			return errors.New("size must not be negative")
-		}
-		*s = Size(n)
-		return nil
-	}
-	var str string
-	if err := json.Unmarshal(b, &str); err != nil {
-		return errors.New(`want a size such as 65536 or "64KiB"`)
-	}
-	t, mult := strings.TrimSpace(str), int64(1)
-	// Longer suffixes first: every unit ends with "B". Units are case-sensitive, as a
-	// lowercase "b" conventionally means bits.
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"KB", 1000}, {"MB", 1000 * 1000}, {"B", 1}} {
-		if strings.HasSuffix(t, u.suffix) {
-			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
-			break
-		}
-	}
-	v, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || v < 0 || t == "" || t[0] == '+' || v > (1<<40)/mult {
-		return fmt.Errorf(`invalid size %q: want e.g. 65536, "64KiB" or "1MiB"`, str)
-	}
-	*s = Size(v * mult)
-	return nil
 }
