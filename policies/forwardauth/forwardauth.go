@@ -16,15 +16,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +28,7 @@ import (
 	"time"
 
 	"github.com/limen-gateway/limen/internal/authn"
+	"github.com/limen-gateway/limen/internal/outbound"
 	"github.com/limen-gateway/limen/policy"
 )
 
@@ -478,53 +475,35 @@ func (f *forwardAuth) remember(key [32]byte, d decision) {
 
 // client is the HTTP client of one auth service, shared through the Pool by every instance
 // with the same URL, CA and timeout, so a reload keeps its connections.
-type client struct {
-	*http.Client
-	transport *http.Transport
-}
+type client struct{ *http.Client }
 
 // newClient builds a client that never follows redirects (the redirect is the answer, e.g. to
 // a login page), ignores proxy environment variables, and trusts the system roots plus caFile.
 func newClient(caFile string, timeout time.Duration) (*client, error) {
-	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
+	var ca []byte
 	if caFile != "" {
-		roots, err := x509.SystemCertPool()
-		if err != nil || roots == nil {
-			roots = x509.NewCertPool()
+		var err error
+		if ca, err = outbound.ReadCA(caFile); err != nil {
+			return nil, err
 		}
-		pemBytes, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("ca: %w", err)
-		}
-		if !roots.AppendCertsFromPEM(pemBytes) {
-			return nil, fmt.Errorf("ca: %s holds no PEM certificate", caFile)
-		}
-		tlsConfig.RootCAs = roots
 	}
-	tr := &http.Transport{
-		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:     tlsConfig,
+	c, err := outbound.New(outbound.Options{
+		CA:                  ca,
+		DialTimeout:         timeout,
 		TLSHandshakeTimeout: timeout,
+		Timeout:             timeout,
 		MaxIdleConns:        256,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
+	})
+	if err != nil {
+		return nil, err
 	}
-	return &client{
-		Client: &http.Client{
-			Transport: tr,
-			Timeout:   timeout,
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
-		},
-		transport: tr,
-	}, nil
+	return &client{c}, nil
 }
 
 // Close drops the idle connections; requests in flight finish on theirs.
 func (c *client) Close() error {
-	c.transport.CloseIdleConnections()
+	c.CloseIdleConnections()
 	return nil
 }

@@ -3,13 +3,11 @@ package jwt
 import (
 	"context"
 	"crypto"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -22,6 +20,7 @@ import (
 	gojwt "github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
 
+	"github.com/limen-gateway/limen/internal/outbound"
 	"github.com/limen-gateway/limen/policy"
 )
 
@@ -58,66 +57,25 @@ func (o remoteOptions) poolKey() string {
 }
 
 // fetchClient never follows redirects (a redirect to an attacker's key set would be trusted),
-// caps bodies, and trusts the system roots plus the configured CA.
+// ignores proxy environment variables, speaks https only (keys fetched in clear text could be
+// swapped on the way), caps bodies, and trusts the system roots plus the configured CA.
 func fetchClient(caFile string) (*http.Client, error) {
-	roots, err := x509.SystemCertPool()
-	if err != nil || roots == nil {
-		roots = x509.NewCertPool()
-	}
+	var ca []byte
 	if caFile != "" {
-		pemBytes, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("ca: %w", err)
-		}
-		if !roots.AppendCertsFromPEM(pemBytes) {
-			return nil, fmt.Errorf("ca: %s holds no PEM certificate", caFile)
+		var err error
+		if ca, err = outbound.ReadCA(caFile); err != nil {
+			return nil, err
 		}
 	}
-	tr := &http.Transport{
-		Proxy:               nil,
-		TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+	return outbound.New(outbound.Options{
+		CA:                  ca,
 		TLSHandshakeTimeout: 5 * time.Second,
+		Timeout:             15 * time.Second,
 		MaxIdleConnsPerHost: 2,
-		DisableCompression:  true,
-	}
-	return &http.Client{
-		Transport: cappedTransport{tr},
-		Timeout:   15 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
-	}, nil
-}
-
-type cappedTransport struct{ rt http.RoundTripper }
-
-func (c cappedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.URL.Scheme != "https" {
-		return nil, fmt.Errorf("refusing to fetch keys over %s", r.URL.Scheme)
-	}
-	resp, err := c.rt.RoundTrip(r)
-	if err != nil {
-		return nil, err
-	}
-	resp.Body = &cappedBody{ReadCloser: resp.Body, left: maxFetchBytes}
-	return resp, nil
-}
-
-type cappedBody struct {
-	io.ReadCloser
-	left int64
-}
-
-func (b *cappedBody) Read(p []byte) (int, error) {
-	if b.left <= 0 {
-		return 0, fmt.Errorf("response larger than %d bytes", maxFetchBytes)
-	}
-	if int64(len(p)) > b.left {
-		p = p[:b.left]
-	}
-	n, err := b.ReadCloser.Read(p)
-	b.left -= int64(n)
-	return n, err
+		HTTPSOnly:           true,
+		Refusing:            "fetch keys",
+		MaxBody:             maxFetchBytes,
+	})
 }
 
 func newRemoteKeys(o remoteOptions) (*remoteKeys, error) {

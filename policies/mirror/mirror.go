@@ -13,8 +13,6 @@ package mirror
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,12 +20,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/limen-gateway/limen/internal/outbound"
 	"github.com/limen-gateway/limen/policy"
 )
 
@@ -416,53 +414,35 @@ func (m *mirror) logFailure(err error) {
 
 // client is the HTTP client of one shadow service, shared through the Pool by every instance
 // with the same URL, CA and timeout, so a reload keeps its connections.
-type client struct {
-	*http.Client
-	transport *http.Transport
-}
+type client struct{ *http.Client }
 
 // newClient builds a client that never follows redirects (a copy is sent once), ignores proxy
 // environment variables, and trusts the system roots plus caFile.
 func newClient(caFile string, timeout time.Duration) (*client, error) {
-	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
+	var ca []byte
 	if caFile != "" {
-		roots, err := x509.SystemCertPool()
-		if err != nil || roots == nil {
-			roots = x509.NewCertPool()
+		var err error
+		if ca, err = outbound.ReadCA(caFile); err != nil {
+			return nil, err
 		}
-		pemBytes, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("ca: %w", err)
-		}
-		if !roots.AppendCertsFromPEM(pemBytes) {
-			return nil, fmt.Errorf("ca: %s holds no PEM certificate", caFile)
-		}
-		tlsConfig.RootCAs = roots
 	}
-	tr := &http.Transport{
-		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:     tlsConfig,
+	c, err := outbound.New(outbound.Options{
+		CA:                  ca,
+		DialTimeout:         timeout,
 		TLSHandshakeTimeout: timeout,
+		Timeout:             timeout,
 		MaxIdleConns:        256,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
+	})
+	if err != nil {
+		return nil, err
 	}
-	return &client{
-		Client: &http.Client{
-			Transport: tr,
-			Timeout:   timeout,
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
-		},
-		transport: tr,
-	}, nil
+	return &client{c}, nil
 }
 
 // Close drops the idle connections; copies in flight finish on theirs.
 func (c *client) Close() error {
-	c.transport.CloseIdleConnections()
+	c.CloseIdleConnections()
 	return nil
 }

@@ -2,11 +2,8 @@ package oidc
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -14,6 +11,8 @@ import (
 	"time"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
+
+	"github.com/limen-gateway/limen/internal/outbound"
 )
 
 const (
@@ -171,60 +170,14 @@ func (d *discovery) Close() error {
 // or send the client secret elsewhere), ignores proxy environment variables, speaks https only,
 // caps bodies, and trusts the system roots plus the configured CA.
 func fetchClient(caPEM []byte) (*http.Client, error) {
-	roots, err := x509.SystemCertPool()
-	if err != nil || roots == nil {
-		roots = x509.NewCertPool()
-	}
-	if caPEM != nil && !roots.AppendCertsFromPEM(caPEM) {
-		return nil, errors.New("ca: the file holds no PEM certificate")
-	}
-	tr := &http.Transport{
-		Proxy:               nil,
-		TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+	return outbound.New(outbound.Options{
+		CA:                  caPEM,
 		TLSHandshakeTimeout: 5 * time.Second,
+		Timeout:             15 * time.Second,
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}
-	return &http.Client{
-		Transport: cappedTransport{tr},
-		Timeout:   15 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
-	}, nil
-}
-
-type cappedTransport struct{ rt *http.Transport }
-
-func (c cappedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.URL.Scheme != "https" {
-		return nil, fmt.Errorf("refusing to talk to the provider over %s", r.URL.Scheme)
-	}
-	resp, err := c.rt.RoundTrip(r)
-	if err != nil {
-		return nil, err
-	}
-	resp.Body = &cappedBody{ReadCloser: resp.Body, left: maxFetchBytes}
-	return resp, nil
-}
-
-// CloseIdleConnections lets http.Client.CloseIdleConnections reach the transport.
-func (c cappedTransport) CloseIdleConnections() { c.rt.CloseIdleConnections() }
-
-type cappedBody struct {
-	io.ReadCloser
-	left int64
-}
-
-func (b *cappedBody) Read(p []byte) (int, error) {
-	if b.left <= 0 {
-		return 0, fmt.Errorf("response larger than %d bytes", maxFetchBytes)
-	}
-	if int64(len(p)) > b.left {
-		p = p[:b.left]
-	}
-	n, err := b.ReadCloser.Read(p)
-	b.left -= int64(n)
-	return n, err
+		HTTPSOnly:           true,
+		Refusing:            "talk to the provider",
+		MaxBody:             maxFetchBytes,
+	})
 }
