@@ -62,6 +62,10 @@ func (ps Params) Get(name string) (string, bool) {
 	return "", false
 }
 
+// MethodAnonymous is the Method of a policy's anonymous fallback: a consumer the caller was
+// given for carrying no credential, not one it proved to be.
+const MethodAnonymous = "anonymous"
+
 // Principal is an authenticated caller: a consumer, or a token subject when no consumer maps.
 type Principal struct {
 	// ID is the stable consumer name or subject.
@@ -83,6 +87,10 @@ type Principal struct {
 	// Claims holds token claims or other attributes authorization policies may check.
 	Claims map[string]any
 }
+
+// Identified reports whether p is a caller a policy identified: neither nil nor an anonymous
+// fallback. Per-consumer limits, usage and stickiness apply only to identified callers.
+func (p *Principal) Identified() bool { return p != nil && p.Method != MethodAnonymous }
 
 type exchangeKey struct{}
 

@@ -161,7 +161,21 @@ func Anonymous(cs policy.Consumers, name string) (*policy.Principal, error) {
 	if c == nil {
 		return nil, fmt.Errorf("anonymous: no consumer named %q under top-level consumers", name)
 	}
-	return policy.PrincipalFor(c, "anonymous", ""), nil
+	return policy.PrincipalFor(c, policy.MethodAnonymous, ""), nil
+}
+
+// Absent is what a policy does with a request that carries none of its credentials: a principal
+// an earlier policy set stands; otherwise the anonymous consumer (if any) is set, or, unless the
+// policy is optional, missing is returned.
+func Absent(ex *policy.Exchange, anonymous *policy.Principal, optional bool, missing error) error {
+	switch {
+	case ex.Principal != nil, optional && anonymous == nil:
+		return nil
+	case anonymous != nil:
+		ex.Principal = anonymous
+		return nil
+	}
+	return missing
 }
 
 // Challenge builds the 401 a policy returns: problem+json with the WWW-Authenticate challenge

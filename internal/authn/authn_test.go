@@ -4,6 +4,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/limen-gateway/limen/policy"
 )
 
 func TestReadAndRemove(t *testing.T) {
@@ -114,4 +116,61 @@ func FuzzRead(f *testing.F) {
 		}
 		Remove(r, got.Source)
 	})
+}
+
+func TestClaimHeaders(t *testing.T) {
+	for _, bad := range []map[string]string{{"": "sub"}, {"X User": "sub"}, {"X-User:": "sub"}, {"X(User)": "sub"}, {"X-User": ""}} {
+		if err := ValidateClaimHeaders(bad); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+	m := map[string]string{"x-groups": "groups", "X-Tenant": "org.id", "X-Missing": "nope"}
+	if err := ValidateClaimHeaders(m); err != nil {
+		t.Fatal(err)
+	}
+	ch := NewClaimHeaders(m)
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("X-Groups", "admins")
+	r.Header.Set("X-Missing", "spoofed")
+	r.Header.Set("Connection", "X-Tenant")
+	ch.Strip(r.Header)
+	ch.Set(r, map[string]any{"groups": []any{"a", true, 3.0, map[string]any{}}, "org": map[string]any{"id": "acme"}})
+	if got := r.Header.Get("X-Groups"); got != "a,true,3" {
+		t.Errorf("X-Groups = %q", got)
+	}
+	if got := r.Header.Get("X-Tenant"); got != "acme" || r.Header.Get("Connection") != "" {
+		t.Errorf("X-Tenant = %q, Connection = %q", got, r.Header.Get("Connection"))
+	}
+	if _, ok := r.Header["X-Missing"]; ok {
+		t.Error("a client's copy of a claim header the token lacks reached the upstream")
+	}
+}
+
+func TestAbsent(t *testing.T) {
+	missing := Unauthenticated("Bearer")
+	earlier := &policy.Principal{ID: "alice", Method: "api_key"}
+	anon := &policy.Principal{ID: "guest", Method: "anonymous"}
+	for _, tc := range []struct {
+		name     string
+		before   *policy.Principal
+		anon     *policy.Principal
+		optional bool
+		want     *policy.Principal
+		err      bool
+	}{
+		{"required", nil, nil, false, nil, true},
+		{"optional", nil, nil, true, nil, false},
+		{"anonymous fallback", nil, anon, false, anon, false},
+		{"earlier principal stands", earlier, anon, false, earlier, false},
+		{"earlier anonymous stands", anon, nil, false, anon, false},
+	} {
+		ex := &policy.Exchange{Principal: tc.before}
+		err := Absent(ex, tc.anon, tc.optional, missing)
+		if (err != nil) != tc.err || ex.Principal != tc.want {
+			t.Errorf("%s: principal %v, err %v", tc.name, ex.Principal, err)
+		}
+	}
+	if anon.Identified() || !earlier.Identified() || (*policy.Principal)(nil).Identified() {
+		t.Error("Identified: an anonymous principal must not count, a real one must")
+	}
 }

@@ -333,7 +333,7 @@ func (h *handler) setIdentity(hdr http.Header, p *policy.Principal) {
 		}
 	}
 	id := h.o.Identity
-	if p.Method == "anonymous" {
+	if p.Method == policy.MethodAnonymous {
 		set(id.Anonymous, "true")
 	}
 	set(id.ConsumerID, p.ID)

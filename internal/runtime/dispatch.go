@@ -81,7 +81,7 @@ func (s *Snapshot) record(rt *Runtime, ex *policy.Exchange, r *http.Request, rou
 	} else if route == nil && rt.opts.Metrics != nil {
 		rt.opts.Metrics.Route("").Observe(r.Method, status, now.Sub(ex.Start))
 	}
-	if s.usage != nil && ex.Principal != nil && ex.Principal.Method != "anonymous" && route != nil {
+	if s.usage != nil && ex.Principal.Identified() && route != nil {
 		s.usage.Record(ex.Principal.ID, ex.Route, status, ex.BytesIn, sw.BytesWritten(), now)
 	}
 	if s.access != nil {

@@ -100,7 +100,7 @@ func (s *splitter) bucket(w http.ResponseWriter, r *http.Request) int {
 	var key string
 	switch s.o.StickyKind {
 	case "consumer":
-		if p := policy.PrincipalFrom(r.Context()); p != nil && p.Method != "anonymous" {
+		if p := policy.PrincipalFrom(r.Context()); p.Identified() {
 			key = p.ID
 		}
 	case "client_ip":

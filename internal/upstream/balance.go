@@ -262,7 +262,7 @@ func (u *Upstream) RequestKey(r *http.Request, ex *policy.Exchange) Key {
 			return Key{h: hash64(b[:]), ok: true}
 		}
 	case hashConsumer:
-		if ex != nil && ex.Principal != nil && ex.Principal.Method != "anonymous" && ex.Principal.ID != "" {
+		if ex != nil && ex.Principal.Identified() && ex.Principal.ID != "" {
 			return KeyOf(ex.Principal.ID)
 		}
 	case hashPath:

@@ -62,16 +62,13 @@ func (a *apiKey) Wrap(next policy.Handler) policy.Handler {
 		if ex == nil {
 			return a.invalid
 		}
-		if ex.Principal != nil && ex.Principal.Method != "anonymous" {
+		if ex.Principal.Identified() {
 			return next.ServeHTTP(w, r)
 		}
 		found, ok := authn.Read(r, a.cfg.From)
 		if !ok {
-			switch {
-			case a.anonymous != nil && ex.Principal == nil:
-				ex.Principal = a.anonymous
-			case a.anonymous == nil && !a.cfg.Optional && ex.Principal == nil:
-				return a.missing
+			if err := authn.Absent(ex, a.anonymous, a.cfg.Optional, a.missing); err != nil {
+				return err
 			}
 			return next.ServeHTTP(w, r)
 		}

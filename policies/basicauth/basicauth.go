@@ -108,18 +108,15 @@ func (a *basicAuth) Wrap(next policy.Handler) policy.Handler {
 		if ex == nil {
 			return a.invalid
 		}
-		if ex.Principal != nil && ex.Principal.Method != "anonymous" {
+		if ex.Principal.Identified() {
 			return next.ServeHTTP(w, r)
 		}
 		auth, present := r.Header["Authorization"]
 		if !present || len(auth) == 1 && !hasScheme(auth[0], "Basic") {
 			// No credentials, or credentials of another scheme (a Bearer token for a later
 			// jwt policy): this policy has nothing to check.
-			switch {
-			case a.anonymous != nil && ex.Principal == nil:
-				ex.Principal = a.anonymous
-			case a.anonymous == nil && !a.cfg.Optional && ex.Principal == nil:
-				return a.missing
+			if err := authn.Absent(ex, a.anonymous, a.cfg.Optional, a.missing); err != nil {
+				return err
 			}
 			return next.ServeHTTP(w, r)
 		}

@@ -80,7 +80,7 @@ func (l *limiter) key(r *http.Request) (string, bool) {
 	}
 	switch l.cfg.Key {
 	case "consumer":
-		if ex.Principal == nil || ex.Principal.Method == "anonymous" {
+		if !ex.Principal.Identified() {
 			return "", false
 		}
 		return ex.Principal.ID, true

@@ -122,10 +122,8 @@ func (c *Config) Validate() error {
 	if c.RequireConsumer && c.ConsumerClaim == "" {
 		fail("require_consumer needs consumer_claim")
 	}
-	for h, claim := range c.ForwardClaims {
-		if h == "" || claim == "" || strings.ContainsAny(h, " :\r\n") {
-			fail("forward_claims: %q: want a header name and a claim", h)
-		}
+	if err := authn.ValidateClaimHeaders(c.ForwardClaims); err != nil {
+		errs = append(errs, err)
 	}
 	if len(c.From) == 0 {
 		c.From = []authn.Source{{Header: "Authorization", Prefix: "Bearer "}}

@@ -13,8 +13,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -22,11 +20,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +32,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/limen-gateway/limen/internal/authn"
+	"github.com/limen-gateway/limen/internal/outbound"
 	"github.com/limen-gateway/limen/policy"
 )
 
@@ -71,7 +68,7 @@ type introspector struct {
 	auth      string // the Authorization header value for the introspection server
 	consumers policy.Consumers
 	anonymous *policy.Principal
-	forward   []forwardClaim
+	forward   authn.ClaimHeaders
 	log       *slog.Logger
 	warn      rate.Sometimes
 	failures  atomic.Int64 // failures since the last warning
@@ -79,8 +76,6 @@ type introspector struct {
 	missing, invalid *policy.Error
 	unavailable      *policy.Error
 }
-
-type forwardClaim struct{ header, claim string }
 
 func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
 	anon, err := authn.Anonymous(bc.Consumers, c.Anonymous)
@@ -110,10 +105,7 @@ func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
 		// RFC 6749 §2.3.1: the client id and secret are form-encoded before base64.
 		auth: "Basic " + base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(c.ClientID)+":"+url.QueryEscape(secret))),
 	}
-	for h, claim := range c.ForwardClaims {
-		v.forward = append(v.forward, forwardClaim{header: http.CanonicalHeaderKey(h), claim: claim})
-	}
-	slices.SortFunc(v.forward, func(a, b forwardClaim) int { return strings.Compare(a.header, b.header) })
+	v.forward = authn.NewClaimHeaders(c.ForwardClaims)
 
 	// The endpoint (client and cache) is keyed by what it is: the server, who asks, and whom
 	// the gateway trusts to be the server. A reload that keeps those keeps the cache.
@@ -155,24 +147,18 @@ func (v *introspector) Close() error {
 // Wrap authenticates the request, unless an earlier authentication policy already did.
 func (v *introspector) Wrap(next policy.Handler) policy.Handler {
 	return policy.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-		// Claim headers are the gateway's to set: a client's copies go whatever happens next.
-		for _, f := range v.forward {
-			r.Header.Del(f.header)
-		}
+		v.forward.Strip(r.Header)
 		ex := policy.ExchangeFrom(r.Context())
 		if ex == nil {
 			return v.invalid
 		}
-		if ex.Principal != nil && ex.Principal.Method != "anonymous" {
+		if ex.Principal.Identified() {
 			return next.ServeHTTP(w, r)
 		}
 		found, ok := authn.Read(r, v.cfg.From)
 		if !ok {
-			switch {
-			case v.anonymous != nil && ex.Principal == nil:
-				ex.Principal = v.anonymous
-			case v.anonymous == nil && !v.cfg.Optional && ex.Principal == nil:
-				return v.missing
+			if err := authn.Absent(ex, v.anonymous, v.cfg.Optional, v.missing); err != nil {
+				return err
 			}
 			return next.ServeHTTP(w, r)
 		}
@@ -188,11 +174,7 @@ func (v *introspector) Wrap(next policy.Handler) policy.Handler {
 		if !v.cfg.KeepToken {
 			authn.Remove(r, found.Source)
 		}
-		for _, f := range v.forward {
-			if s, ok := claimString(res.claims, f.claim); ok {
-				authn.SetUpstreamHeader(r, f.header, s)
-			}
-		}
+		v.forward.Set(r, res.claims)
 		return next.ServeHTTP(w, r)
 	})
 }
@@ -398,7 +380,7 @@ func parse(body []byte) (*result, error) {
 func (v *introspector) principal(res *result) (*policy.Principal, error) {
 	p := &policy.Principal{ID: res.subject, Method: Kind, Scopes: res.scopes, Claims: res.claims}
 	if v.cfg.ConsumerClaim != "" && v.consumers != nil {
-		if name, ok := claimString(res.claims, v.cfg.ConsumerClaim); ok {
+		if name, ok := authn.ClaimString(res.claims, v.cfg.ConsumerClaim); ok {
 			if c := v.consumers.Lookup(name); c != nil {
 				p.ID, p.Groups, p.Plan, p.Consumer = c.Name, c.Groups, c.Plan, c
 			}
@@ -411,24 +393,6 @@ func (v *introspector) principal(res *result) (*policy.Principal, error) {
 		return nil, errors.New("the token has no subject, username or client_id and maps to no consumer")
 	}
 	return p, nil
-}
-
-// claimString renders a scalar claim (or a list of scalars, comma-separated) for a header.
-func claimString(claims map[string]any, path string) (string, bool) {
-	v, ok := authn.Claim(claims, path)
-	if !ok {
-		return "", false
-	}
-	if list, ok := v.([]any); ok {
-		parts := make([]string, 0, len(list))
-		for _, e := range list {
-			if s, ok := authn.Scalar(e); ok {
-				parts = append(parts, s)
-			}
-		}
-		return strings.Join(parts, ","), len(parts) > 0
-	}
-	return authn.Scalar(v)
 }
 
 // result is one answer of the server. It is shared by every request with the same token while
@@ -463,31 +427,17 @@ type endpoint struct {
 // newEndpoint makes the client: system roots plus caPEM, TLS 1.2 at least, no proxy from the
 // environment, no redirects (a redirect could send the token and the client secret elsewhere).
 func newEndpoint(caPEM []byte) (*endpoint, error) {
-	roots, err := x509.SystemCertPool()
-	if err != nil || roots == nil {
-		roots = x509.NewCertPool()
-	}
-	if caPEM != nil && !roots.AppendCertsFromPEM(caPEM) {
-		return nil, errors.New("ca: the file holds no PEM certificate")
-	}
-	tr := &http.Transport{
-		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+	client, err := outbound.New(outbound.Options{
+		CA:                  caPEM,
+		DialTimeout:         5 * time.Second,
 		TLSHandshakeTimeout: 5 * time.Second,
 		MaxIdleConnsPerHost: 32,
 		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
+	})
+	if err != nil {
+		return nil, err
 	}
-	return &endpoint{
-		client: &http.Client{
-			Transport: tr,
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
-		},
-		results: map[[32]byte]cached{},
-	}, nil
+	return &endpoint{client: client, results: map[[32]byte]cached{}}, nil
 }
 
 // lookup returns the remembered answer for the token digest key, or nil. An answer is served

@@ -43,7 +43,7 @@ type verifier struct {
 	release   func()
 	consumers policy.Consumers
 	anonymous *policy.Principal
-	forward   []forwardClaim
+	forward   authn.ClaimHeaders
 
 	missing, invalid *policy.Error
 	unavailable      *policy.Error
@@ -59,8 +59,6 @@ type cachedToken struct {
 	p       *policy.Principal
 	expires time.Time
 }
-
-type forwardClaim struct{ header, claim string }
 
 func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
 	anon, err := authn.Anonymous(bc.Consumers, c.Anonymous)
@@ -80,10 +78,7 @@ func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
 		gojwt.WithIssuedAt(),
 		gojwt.WithStrictDecoding(),
 	)
-	for h, claim := range c.ForwardClaims {
-		v.forward = append(v.forward, forwardClaim{header: http.CanonicalHeaderKey(h), claim: claim})
-	}
-	slices.SortFunc(v.forward, func(a, b forwardClaim) int { return strings.Compare(a.header, b.header) })
+	v.forward = authn.NewClaimHeaders(c.ForwardClaims)
 
 	if len(c.Keys) > 0 {
 		lk, err := loadLocalKeys(bc.BaseDir, c.Keys)
@@ -125,24 +120,18 @@ func (v *verifier) Close() error {
 // Wrap authenticates the request, unless an earlier authentication policy already did.
 func (v *verifier) Wrap(next policy.Handler) policy.Handler {
 	return policy.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-		// Claim headers are the gateway's to set: a client's copies go whatever happens next.
-		for _, f := range v.forward {
-			r.Header.Del(f.header)
-		}
+		v.forward.Strip(r.Header)
 		ex := policy.ExchangeFrom(r.Context())
 		if ex == nil {
 			return v.invalid
 		}
-		if ex.Principal != nil && ex.Principal.Method != "anonymous" {
+		if ex.Principal.Identified() {
 			return next.ServeHTTP(w, r)
 		}
 		found, ok := authn.Read(r, v.cfg.From)
 		if !ok {
-			switch {
-			case v.anonymous != nil && ex.Principal == nil:
-				ex.Principal = v.anonymous
-			case v.anonymous == nil && !v.cfg.Optional && ex.Principal == nil:
-				return v.missing
+			if err := authn.Absent(ex, v.anonymous, v.cfg.Optional, v.missing); err != nil {
+				return err
 			}
 			return next.ServeHTTP(w, r)
 		}
@@ -158,11 +147,7 @@ func (v *verifier) Wrap(next policy.Handler) policy.Handler {
 		if !v.cfg.KeepToken {
 			authn.Remove(r, found.Source)
 		}
-		for _, f := range v.forward {
-			if s, ok := claimString(claims, f.claim); ok {
-				authn.SetUpstreamHeader(r, f.header, s)
-			}
-		}
+		v.forward.Set(r, claims)
 		return next.ServeHTTP(w, r)
 	})
 }
@@ -282,7 +267,7 @@ func (v *verifier) principal(claims gojwt.MapClaims) (*policy.Principal, error) 
 	sub, _ := claims["sub"].(string)
 	p := &policy.Principal{ID: sub, Method: "jwt", Scopes: scopes(claims), Claims: claims}
 	if v.cfg.ConsumerClaim != "" && v.consumers != nil {
-		if name, ok := claimString(claims, v.cfg.ConsumerClaim); ok {
+		if name, ok := authn.ClaimString(claims, v.cfg.ConsumerClaim); ok {
 			if c := v.consumers.Lookup(name); c != nil {
 				p.ID, p.Groups, p.Plan, p.Consumer = c.Name, c.Groups, c.Plan, c
 			}
@@ -314,22 +299,4 @@ func scopes(claims gojwt.MapClaims) []string {
 		}
 	}
 	return nil
-}
-
-// claimString renders a scalar claim (or a list of scalars, comma-separated) for a header.
-func claimString(claims map[string]any, path string) (string, bool) {
-	v, ok := authn.Claim(claims, path)
-	if !ok {
-		return "", false
-	}
-	if list, ok := v.([]any); ok {
-		parts := make([]string, 0, len(list))
-		for _, e := range list {
-			if s, ok := authn.Scalar(e); ok {
-				parts = append(parts, s)
-			}
-		}
-		return strings.Join(parts, ","), len(parts) > 0
-	}
-	return authn.Scalar(v)
 }

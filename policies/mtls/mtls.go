@@ -65,16 +65,13 @@ func (m *mtls) Wrap(next policy.Handler) policy.Handler {
 		if ex == nil {
 			return errNoCert
 		}
-		if ex.Principal != nil && ex.Principal.Method != "anonymous" {
+		if ex.Principal.Identified() {
 			return next.ServeHTTP(w, r)
 		}
 		leaf := verifiedLeaf(r)
 		if leaf == nil {
-			switch {
-			case m.anonymous != nil && ex.Principal == nil:
-				ex.Principal = m.anonymous
-			case m.anonymous == nil && !m.cfg.Optional && ex.Principal == nil:
-				return errNoCert
+			if err := authn.Absent(ex, m.anonymous, m.cfg.Optional, errNoCert); err != nil {
+				return err
 			}
 			return next.ServeHTTP(w, r)
 		}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/limen-gateway/limen/internal/authn"
 	"github.com/limen-gateway/limen/policy"
 )
 
@@ -144,10 +145,8 @@ func (c *Config) Validate() error {
 	if u, err := url.Parse(c.RedirectURL); err == nil && c.RedirectURL != "" && u.Path == c.LogoutPath {
 		fail("logout_path must differ from redirect_url's path")
 	}
-	for h, claim := range c.ForwardClaims {
-		if h == "" || claim == "" || strings.ContainsAny(h, " :\r\n") {
-			fail("forward_claims: %q: want a header name and a claim", h)
-		}
+	if err := authn.ValidateClaimHeaders(c.ForwardClaims); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -21,7 +21,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -54,7 +53,7 @@ type login struct {
 	disc         *discovery
 	release      func()
 	consumers    policy.Consumers
-	forward      []forwardClaim
+	forward      authn.ClaimHeaders
 	keep         []string // claim paths the policy itself reads
 	callbackPath string
 	flowCookie   string
@@ -63,8 +62,6 @@ type login struct {
 
 	required, failed, unavailable *policy.Error
 }
-
-type forwardClaim struct{ header, claim string }
 
 // tokenClaims describe the ID token rather than the user; they are not kept in the session.
 var tokenClaims = []string{"iss", "aud", "exp", "iat", "nbf", "nonce", "at_hash", "c_hash", "auth_time", "jti", "azp", "sid", "acr", "amr", "sub"}
@@ -106,11 +103,10 @@ func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
 		flowCookie:   c.CookieName + "_flow",
 		log:          log,
 	}
-	for h, claim := range c.ForwardClaims {
-		l.forward = append(l.forward, forwardClaim{header: http.CanonicalHeaderKey(h), claim: claim})
+	l.forward = authn.NewClaimHeaders(c.ForwardClaims)
+	for _, claim := range c.ForwardClaims {
 		l.keep = append(l.keep, claim)
 	}
-	slices.SortFunc(l.forward, func(a, b forwardClaim) int { return strings.Compare(a.header, b.header) })
 	if c.ConsumerClaim != "" {
 		l.keep = append(l.keep, c.ConsumerClaim)
 	}
@@ -161,15 +157,12 @@ func (l *login) Wrap(next policy.Handler) policy.Handler {
 		case l.cfg.LogoutPath:
 			return l.logout(w, r)
 		}
-		// Claim headers are the gateway's to set: a client's copies go whatever happens next.
-		for _, f := range l.forward {
-			r.Header.Del(f.header)
-		}
+		l.forward.Strip(r.Header)
 		ex := policy.ExchangeFrom(r.Context())
 		if ex == nil {
 			return l.required
 		}
-		if ex.Principal != nil && ex.Principal.Method != "anonymous" {
+		if ex.Principal.Identified() {
 			l.strip(r)
 			return next.ServeHTTP(w, r)
 		}
@@ -198,11 +191,7 @@ func (l *login) Wrap(next policy.Handler) policy.Handler {
 		}
 		ex.Principal = l.principal(ss)
 		l.strip(r)
-		for _, f := range l.forward {
-			if s, ok := claimString(ss.Claims, f.claim); ok {
-				authn.SetUpstreamHeader(r, f.header, s)
-			}
-		}
+		l.forward.Set(r, ss.Claims)
 		return next.ServeHTTP(w, r)
 	})
 }
@@ -533,7 +522,7 @@ func (l *login) principal(ss *session) *policy.Principal {
 	claims["sub"] = ss.Sub
 	p := &policy.Principal{ID: ss.Sub, Method: Kind, Claims: claims}
 	if l.cfg.ConsumerClaim != "" && l.consumers != nil {
-		if name, ok := claimString(claims, l.cfg.ConsumerClaim); ok {
+		if name, ok := authn.ClaimString(claims, l.cfg.ConsumerClaim); ok {
 			if c := l.consumers.Lookup(name); c != nil {
 				p.ID, p.Groups, p.Plan, p.Consumer = c.Name, c.Groups, c.Plan, c
 			}
@@ -563,22 +552,4 @@ func redirect(w http.ResponseWriter, location string, status int) error {
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	return nil
-}
-
-// claimString renders a scalar claim (or a list of scalars, comma-separated) for a header.
-func claimString(claims map[string]any, path string) (string, bool) {
-	v, ok := authn.Claim(claims, path)
-	if !ok {
-		return "", false
-	}
-	if list, ok := v.([]any); ok {
-		parts := make([]string, 0, len(list))
-		for _, e := range list {
-			if s, ok := authn.Scalar(e); ok {
-				parts = append(parts, s)
-			}
-		}
-		return strings.Join(parts, ","), len(parts) > 0
-	}
-	return authn.Scalar(v)
 }

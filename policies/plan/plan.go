@@ -94,7 +94,7 @@ func (p *planPolicy) Wrap(next policy.Handler) policy.Handler {
 	return policy.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		pr := policy.PrincipalFrom(r.Context())
 		name := ""
-		if pr != nil && pr.Method != "anonymous" {
+		if pr.Identified() {
 			name = pr.Plan
 			if name == "" {
 				name = p.cfg.DefaultPlan

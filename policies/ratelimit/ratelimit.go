@@ -196,7 +196,7 @@ func (l *limiter) key(b []byte, r *http.Request) ([]byte, bool) {
 			}
 			b = appendClientIP(b, ex.ClientIP, l.cfg.IPv6Prefix)
 		case "consumer":
-			if ex == nil || ex.Principal == nil || ex.Principal.Method == "anonymous" {
+			if ex == nil || !ex.Principal.Identified() {
 				return nil, false
 			}
 			b = append(b, ex.Principal.ID...)

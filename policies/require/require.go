@@ -47,7 +47,7 @@ func (q *require) Wrap(next policy.Handler) policy.Handler {
 			return next.ServeHTTP(w, r)
 		}
 		p := policy.PrincipalFrom(r.Context())
-		if p == nil || p.Method == "anonymous" && !q.cfg.AllowAnonymous {
+		if p == nil || p.Method == policy.MethodAnonymous && !q.cfg.AllowAnonymous {
 			return q.unauth
 		}
 		if err := q.check(p); err != nil {
