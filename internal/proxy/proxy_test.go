@@ -18,43 +18,12 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/limen-gateway/limen/internal/refpool"
 	"github.com/limen-gateway/limen/internal/upstream"
 	"github.com/limen-gateway/limen/policy"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-type pool struct {
-	mu sync.Mutex
-	m  map[string]any
-	n  map[string]int
-}
-
-func (p *pool) Acquire(key string, create func() (any, error)) (any, func(), error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.m == nil {
-		p.m, p.n = map[string]any{}, map[string]int{}
-	}
-	if _, ok := p.m[key]; !ok {
-		o, err := create()
-		if err != nil {
-			return nil, nil, err
-		}
-		p.m[key] = o
-	}
-	p.n[key]++
-	return p.m[key], func() {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if p.n[key]--; p.n[key] == 0 {
-			if c, ok := p.m[key].(io.Closer); ok {
-				c.Close()
-			}
-			delete(p.m, key)
-		}
-	}, nil
-}
 
 func newProxy(t *testing.T, o Options, uo upstream.Options, backends ...string) policy.Handler {
 	t.Helper()
@@ -63,7 +32,7 @@ func newProxy(t *testing.T, o Options, uo upstream.Options, backends ...string) 
 		uo.Targets = append(uo.Targets, upstream.TargetSpec{URL: u, Weight: 1})
 	}
 	uo.Name = "u"
-	up, err := upstream.New(uo, &pool{}, nil)
+	up, err := upstream.New(uo, &refpool.Pool{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +288,7 @@ func BenchmarkProxy(b *testing.B) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"ok":true}`) }))
 	defer backend.Close()
 	u, _ := url.Parse(backend.URL)
-	up, _ := upstream.New(upstream.Options{Name: "u", Targets: []upstream.TargetSpec{{URL: u, Weight: 1}}}, &pool{}, nil)
+	up, _ := upstream.New(upstream.Options{Name: "u", Targets: []upstream.TargetSpec{{URL: u, Weight: 1}}}, &refpool.Pool{}, nil)
 	defer up.Close()
 	h, _ := New(Options{Upstream: up, Timeout: 30 * time.Second, StreamIdleTimeout: 5 * time.Minute})
 	ex := &policy.Exchange{RequestID: "0123456789abcdef0123456789abcdef", ClientIP: netip.MustParseAddr("192.0.2.7")}
@@ -475,7 +444,7 @@ func TestLatencyReachesTheEstimate(t *testing.T) {
 	}))
 	defer b.Close()
 	up, err := upstream.New(upstream.Options{Name: "u", Balance: upstream.EWMA,
-		Targets: []upstream.TargetSpec{{URL: must(url.Parse(b.URL)), Weight: 1}}}, &pool{}, nil)
+		Targets: []upstream.TargetSpec{{URL: must(url.Parse(b.URL)), Weight: 1}}}, &refpool.Pool{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/limen-gateway/limen/internal/config"
+	"github.com/limen-gateway/limen/internal/refpool"
 	_ "github.com/limen-gateway/limen/policies/all"
 	"github.com/limen-gateway/limen/policy"
 )
@@ -32,7 +33,7 @@ func BenchmarkSnapshotBuild10000(b *testing.B) {
 	doc := parse(b, sb.String())
 	b.ReportAllocs()
 	for b.Loop() {
-		s, err := compile(doc, NewPool(), nil, slog.New(slog.DiscardHandler), false)
+		s, err := compile(doc, &refpool.Pool{}, nil, slog.New(slog.DiscardHandler), false)
 		if err != nil {
 			b.Fatal(err)
 		}

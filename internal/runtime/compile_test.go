@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/limen-gateway/limen/internal/refpool"
 	"github.com/limen-gateway/limen/internal/upstream"
 )
 
@@ -33,7 +34,7 @@ func TestUpstreamOptionsBalancers(t *testing.T) {
 			if o.Balance != c.want.Balance || o.HashOn != c.want.HashOn || o.HashBalanceFactor != c.want.HashBalanceFactor || o.EWMADecay != c.want.EWMADecay {
 				t.Fatalf("options %+v, want %+v", o, c.want)
 			}
-			up, err := upstream.New(o, NewPool(), nil)
+			up, err := upstream.New(o, &refpool.Pool{}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

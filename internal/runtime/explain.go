@@ -11,6 +11,7 @@ import (
 
 	"github.com/limen-gateway/limen/internal/config"
 	"github.com/limen-gateway/limen/internal/httpx"
+	"github.com/limen-gateway/limen/internal/refpool"
 	"github.com/limen-gateway/limen/policy"
 )
 
@@ -18,7 +19,7 @@ import (
 // given, which route each listener would send that request to, after the same path and host
 // normalization the server applies.
 func Explain(doc *config.Document, w io.Writer, method, rawURL string) error {
-	s, err := compile(doc, NewPool(), nil, slog.New(slog.DiscardHandler), true)
+	s, err := compile(doc, &refpool.Pool{}, nil, slog.New(slog.DiscardHandler), true)
 	if err != nil {
 		return err
 	}

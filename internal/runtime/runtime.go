@@ -19,6 +19,7 @@ import (
 	"github.com/limen-gateway/limen/internal/audit"
 	"github.com/limen-gateway/limen/internal/config"
 	"github.com/limen-gateway/limen/internal/httpx"
+	"github.com/limen-gateway/limen/internal/refpool"
 	"github.com/limen-gateway/limen/internal/server"
 	"github.com/limen-gateway/limen/internal/state"
 	"github.com/limen-gateway/limen/internal/telemetry"
@@ -49,7 +50,7 @@ type HandlerSpec = server.ListenerSpec
 type Runtime struct {
 	opts    Options
 	log     *slog.Logger
-	pool    *Pool
+	pool    *refpool.Pool
 	current atomic.Pointer[Snapshot]
 	ready   atomic.Bool
 
@@ -114,7 +115,7 @@ func New(o Options) *Runtime {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	rt := &Runtime{opts: o, log: o.Logger, pool: NewPool()}
+	rt := &Runtime{opts: o, log: o.Logger, pool: &refpool.Pool{}}
 	rt.status.Path = o.Path
 	rt.status.Started = time.Now()
 	if o.Metrics != nil {
@@ -148,7 +149,7 @@ func (rt *Runtime) registerStateMetrics(m *telemetry.Metrics) {
 }
 
 // Pool exposes the reload-surviving object pool (tests check it for leaks).
-func (rt *Runtime) Pool() *Pool { return rt.pool }
+func (rt *Runtime) Pool() *refpool.Pool { return rt.pool }
 
 // Current returns the serving snapshot, or nil before the first load.
 func (rt *Runtime) Current() *Snapshot { return rt.current.Load() }
@@ -323,7 +324,7 @@ func (rt *Runtime) Close() {
 // Check validates a document fully (config rules, then a dry-run build: routing conflicts,
 // policy configs, rewrites) without binding or starting anything.
 func Check(doc *config.Document) error {
-	s, err := compile(doc, NewPool(), nil, slog.New(slog.DiscardHandler), true)
+	s, err := compile(doc, &refpool.Pool{}, nil, slog.New(slog.DiscardHandler), true)
 	if err != nil {
 		return err
 	}

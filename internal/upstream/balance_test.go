@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/limen-gateway/limen/internal/refpool"
 	"github.com/limen-gateway/limen/policy"
 )
 
@@ -26,7 +27,7 @@ func newUpstream(t testing.TB, o Options) *Upstream {
 	if o.Name == "" {
 		o.Name = "u"
 	}
-	u, err := New(o, newRefPool(), nil)
+	u, err := New(o, &refpool.Pool{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -568,7 +569,7 @@ func TestBalancerOptions(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			c.o.Name, c.o.Targets = "u", specs(t, 1)
-			u, err := New(c.o, newRefPool(), nil)
+			u, err := New(c.o, &refpool.Pool{}, nil)
 			if (err == nil) != c.ok {
 				t.Fatalf("New: %v, want ok %v", err, c.ok)
 			}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/limen-gateway/limen/internal/refpool"
 )
 
 const usersSRV = "_http._tcp.users.test."
@@ -155,7 +157,7 @@ func TestSRVDiscoveryRefresh(t *testing.T) {
 		usersSRV: {srv(1, 3, 8080, "a.test."), srv(1, 1, 8081, "b.test."), srv(2, 1, 9090, "c.test.")}}})
 	log := &logRecorder{}
 	u, err := New(Options{Name: "u", DNS: &DNSOptions{SRV: usersSRV, Refresh: 20 * time.Millisecond, Resolver: d.addr()},
-		Passive: &PassiveCheck{ConsecutiveFailures: 1, EjectFor: time.Hour, MaxEjectionPercent: 100}}, newRefPool(), slog.New(log))
+		Passive: &PassiveCheck{ConsecutiveFailures: 1, EjectFor: time.Hour, MaxEjectionPercent: 100}}, &refpool.Pool{}, slog.New(log))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +237,7 @@ func TestSRVDiscoveryStartFailure(t *testing.T) {
 	t.Parallel()
 	d := startDNS(t)
 	d.setZone(&zone{})
-	_, err := New(Options{Name: "u", DNS: &DNSOptions{SRV: usersSRV, Refresh: time.Hour, Resolver: d.addr()}}, newRefPool(), nil)
+	_, err := New(Options{Name: "u", DNS: &DNSOptions{SRV: usersSRV, Refresh: time.Hour, Resolver: d.addr()}}, &refpool.Pool{}, nil)
 	if err == nil || !strings.Contains(err.Error(), "discover "+usersSRV) {
 		t.Fatalf("got %v, want a discovery error naming %s", err, usersSRV)
 	}

@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -14,52 +13,11 @@ import (
 
 	"go.uber.org/goleak"
 	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/limen-gateway/limen/internal/refpool"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// refPool is a minimal ref-counted policy.Pool for tests (the real one lives in runtime).
-type refPool struct {
-	mu   sync.Mutex
-	objs map[string]*refEntry
-}
-
-type refEntry struct {
-	obj  any
-	refs int
-}
-
-func newRefPool() *refPool { return &refPool{objs: map[string]*refEntry{}} }
-
-func (p *refPool) Acquire(key string, create func() (any, error)) (any, func(), error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	e := p.objs[key]
-	if e == nil {
-		obj, err := create()
-		if err != nil {
-			return nil, nil, err
-		}
-		e = &refEntry{obj: obj}
-		p.objs[key] = e
-	}
-	e.refs++
-	var once sync.Once
-	return e.obj, func() {
-		once.Do(func() {
-			p.mu.Lock()
-			e.refs--
-			last := e.refs == 0
-			if last {
-				delete(p.objs, key)
-			}
-			p.mu.Unlock()
-			if c, ok := e.obj.(io.Closer); ok && last {
-				c.Close()
-			}
-		})
-	}, nil
-}
 
 func specs(_ testing.TB, weights ...int) []TargetSpec {
 	var out []TargetSpec
@@ -71,7 +29,7 @@ func specs(_ testing.TB, weights ...int) []TargetSpec {
 }
 
 func TestSmoothWeightedRoundRobin(t *testing.T) {
-	u, err := New(Options{Name: "u", Targets: specs(t, 5, 1, 1)}, newRefPool(), nil)
+	u, err := New(Options{Name: "u", Targets: specs(t, 5, 1, 1)}, &refpool.Pool{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +54,7 @@ func TestSmoothWeightedRoundRobin(t *testing.T) {
 }
 
 func TestPickSkipsTriedAndUnavailable(t *testing.T) {
-	u, _ := New(Options{Name: "u", Targets: specs(t, 1, 1), Balance: "least_request"}, newRefPool(), nil)
+	u, _ := New(Options{Name: "u", Targets: specs(t, 1, 1), Balance: "least_request"}, &refpool.Pool{}, nil)
 	defer u.Close()
 	a, _ := u.Pick(nil)
 	b, err := u.Pick([]*Target{a})
@@ -117,7 +75,7 @@ func TestPickSkipsTriedAndUnavailable(t *testing.T) {
 
 func TestPassiveEjectionRespectsMaxPercent(t *testing.T) {
 	u, _ := New(Options{Name: "u", Targets: specs(t, 1, 1, 1, 1),
-		Passive: &PassiveCheck{ConsecutiveFailures: 2, EjectFor: time.Hour, MaxEjectionPercent: 50}}, newRefPool(), nil)
+		Passive: &PassiveCheck{ConsecutiveFailures: 2, EjectFor: time.Hour, MaxEjectionPercent: 50}}, &refpool.Pool{}, nil)
 	defer u.Close()
 	ts := *u.targets.Load()
 	for _, tg := range ts {
@@ -138,7 +96,7 @@ func TestPassiveEjectionRespectsMaxPercent(t *testing.T) {
 }
 
 func TestStateSurvivesRebuild(t *testing.T) {
-	pool := newRefPool()
+	pool := &refpool.Pool{}
 	o := Options{Name: "u", Targets: specs(t, 1), Passive: &PassiveCheck{ConsecutiveFailures: 1, EjectFor: time.Hour, MaxEjectionPercent: 100}}
 	a, _ := New(o, pool, nil)
 	tg := (*a.targets.Load())[0]
@@ -166,7 +124,7 @@ func TestActiveHealth(t *testing.T) {
 	defer srv.Close()
 	su, _ := url.Parse(srv.URL)
 	u, _ := New(Options{Name: "u", Targets: []TargetSpec{{URL: su, Weight: 1}},
-		Active: &ActiveCheck{Path: "/h", Interval: 20 * time.Millisecond, Timeout: time.Second, HealthyAfter: 1, UnhealthyAfter: 1}}, newRefPool(), nil)
+		Active: &ActiveCheck{Path: "/h", Interval: 20 * time.Millisecond, Timeout: time.Second, HealthyAfter: 1, UnhealthyAfter: 1}}, &refpool.Pool{}, nil)
 	defer u.Close()
 	wait := func(want error) {
 		deadline := time.Now().Add(5 * time.Second)
@@ -185,7 +143,7 @@ func TestActiveHealth(t *testing.T) {
 }
 
 func TestRetryBudget(t *testing.T) {
-	u, _ := New(Options{Name: "u", Targets: specs(t, 1), Retry: RetryPolicy{Budget: 0.2}}, newRefPool(), nil)
+	u, _ := New(Options{Name: "u", Targets: specs(t, 1), Retry: RetryPolicy{Budget: 0.2}}, &refpool.Pool{}, nil)
 	defer u.Close()
 	granted := 0
 	for range 10 {
@@ -310,7 +268,7 @@ func (d *dnsServer) answer(id uint16, q dnsmessage.Question) ([]byte, error) {
 
 func TestDNSDiscovery(t *testing.T) {
 	d := startDNS(t, [4]byte{127, 0, 0, 1})
-	u, err := New(Options{Name: "u", DNS: &DNSOptions{Name: "svc.test.", Port: 9000, Refresh: 30 * time.Millisecond, Resolver: d.conn.LocalAddr().String()}}, newRefPool(), nil)
+	u, err := New(Options{Name: "u", DNS: &DNSOptions{Name: "svc.test.", Port: 9000, Refresh: 30 * time.Millisecond, Resolver: d.conn.LocalAddr().String()}}, &refpool.Pool{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +289,7 @@ func TestDNSDiscovery(t *testing.T) {
 func BenchmarkPick(b *testing.B) {
 	for _, bal := range []string{"round_robin", "least_request"} {
 		b.Run(bal, func(b *testing.B) {
-			u, _ := New(Options{Name: "u", Balance: bal, Targets: specs(nil, 1, 2, 3, 1, 1, 1, 1, 1, 1, 1)}, newRefPool(), nil)
+			u, _ := New(Options{Name: "u", Balance: bal, Targets: specs(nil, 1, 2, 3, 1, 1, 1, 1, 1, 1, 1)}, &refpool.Pool{}, nil)
 			defer u.Close()
 			b.ReportAllocs()
 			for b.Loop() {

@@ -9,16 +9,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/limen-gateway/limen/internal/refpool"
 	"github.com/limen-gateway/limen/policy"
 )
 
@@ -200,55 +199,6 @@ func checkDocExamples(t *testing.T, path, kind string, build func(raw string) er
 	}
 }
 
-// Pool is a policy.Pool for tests: objects are shared by key and closed when the last holder
-// releases them, like the runtime's.
-type Pool struct {
-	mu      sync.Mutex
-	entries map[string]*poolEntry
-}
-
-type poolEntry struct {
-	obj  any
-	refs int
-}
-
-// Acquire implements policy.Pool.
-func (p *Pool) Acquire(key string, create func() (any, error)) (any, func(), error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.entries == nil {
-		p.entries = map[string]*poolEntry{}
-	}
-	e, ok := p.entries[key]
-	if !ok {
-		obj, err := create()
-		if err != nil {
-			return nil, nil, err
-		}
-		e = &poolEntry{obj: obj}
-		p.entries[key] = e
-	}
-	e.refs++
-	var once sync.Once
-	return e.obj, func() {
-		once.Do(func() {
-			p.mu.Lock()
-			e.refs--
-			last := e.refs == 0
-			if last {
-				delete(p.entries, key)
-			}
-			p.mu.Unlock()
-			if c, ok := e.obj.(io.Closer); last && ok {
-				_ = c.Close()
-			}
-		})
-	}, nil
-}
-
-// Len returns how many objects the pool holds.
-func (p *Pool) Len() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.entries)
-}
+// Pool is the runtime's policy.Pool, for tests: objects are shared by key and closed when the
+// last holder releases them.
+type Pool = refpool.Pool

@@ -1,4 +1,4 @@
-package runtime
+package refpool
 
 import (
 	"errors"
@@ -13,7 +13,7 @@ func (c closeCounter) Close() error { c.closed.Add(1); return nil }
 
 func TestPoolRefCounting(t *testing.T) {
 	t.Parallel()
-	p := NewPool()
+	p := &Pool{}
 	var closed atomic.Int32
 	creates := 0
 	create := func() (any, error) { creates++; return closeCounter{&closed}, nil }
@@ -42,7 +42,7 @@ func TestPoolRefCounting(t *testing.T) {
 
 func TestPoolCreateFailureIsRetried(t *testing.T) {
 	t.Parallel()
-	p := NewPool()
+	p := &Pool{}
 	if _, _, err := p.Acquire("k", func() (any, error) { return nil, errors.New("boom") }); err == nil {
 		t.Fatal("want error")
 	}
@@ -55,7 +55,7 @@ func TestPoolCreateFailureIsRetried(t *testing.T) {
 
 func TestPoolConcurrentAcquireCreatesOnce(t *testing.T) {
 	t.Parallel()
-	p := NewPool()
+	p := &Pool{}
 	var creates atomic.Int32
 	var wg sync.WaitGroup
 	rels := make([]func(), 32)

@@ -1,4 +1,6 @@
-package runtime
+// Package refpool holds objects that outlive a config snapshot, shared by key and closed when
+// their last holder lets go. It is the policy.Pool the runtime hands to policies and upstreams.
+package refpool
 
 import (
 	"fmt"
@@ -10,7 +12,7 @@ import (
 // Pool holds objects that outlive a snapshot, keyed by what they are (a target's health state by
 // its address and check settings, a transport by its settings, a limiter by instance id), so a
 // reload that keeps them keeps their state. Each Acquire takes a reference; the object is closed
-// when its last holder releases it. It implements policy.Pool.
+// when its last holder releases it. It implements policy.Pool; the zero Pool is empty and ready.
 type Pool struct {
 	mu      sync.Mutex
 	entries map[string]*poolEntry
@@ -23,15 +25,15 @@ type poolEntry struct {
 	refs  int
 }
 
-// NewPool returns an empty pool.
-func NewPool() *Pool { return &Pool{entries: map[string]*poolEntry{}} }
-
 // Acquire returns the object under key, creating it with create when absent. create runs without
 // the pool's lock held, so it may acquire other pooled objects; concurrent Acquires of the same key
 // wait for the first one's create.
 func (p *Pool) Acquire(key string, create func() (any, error)) (any, func(), error) {
 	for {
 		p.mu.Lock()
+		if p.entries == nil {
+			p.entries = map[string]*poolEntry{}
+		}
 		e, ok := p.entries[key]
 		if ok {
 			e.refs++
@@ -81,6 +83,13 @@ func (p *Pool) drop(key string, e *poolEntry) {
 			_ = c.Close()
 		}
 	}
+}
+
+// Len returns how many objects the pool holds.
+func (p *Pool) Len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.entries)
 }
 
 // Keys lists the live keys, sorted; tests use it to check nothing leaks across reloads.
