@@ -382,19 +382,6 @@ func TestForwardAuthBody(t *testing.T) {
 	})
 }
 
-// countingHandler counts warn records.
-type countingHandler struct{ warns atomic.Int64 }
-
-func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h *countingHandler) Handle(_ context.Context, r slog.Record) error {
-	if r.Level == slog.LevelWarn {
-		h.warns.Add(1)
-	}
-	return nil
-}
-func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *countingHandler) WithGroup(string) slog.Handler      { return h }
-
 func TestForwardAuthUnavailable(t *testing.T) {
 	t.Parallel()
 	down := httptest.NewServer(http.NotFoundHandler())
@@ -425,7 +412,7 @@ func TestForwardAuthUnavailable(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			logs := &countingHandler{}
+			logs := &policytest.WarnCounter{}
 			p := buildPolicy(t, tc.config, func(bc *policy.BuildContext) { bc.Logger = slog.New(logs) })
 			for range 3 {
 				r := httptest.NewRequest("GET", "/x", nil)
@@ -445,7 +432,7 @@ func TestForwardAuthUnavailable(t *testing.T) {
 					t.Errorf("the auth service's answer leaked: %d bytes", res.Rec.Body.Len())
 				}
 			}
-			if n := logs.warns.Load(); n != 1 {
+			if n := logs.Warns(); n != 1 {
 				t.Errorf("%d warnings for one outage, want 1", n)
 			}
 		})
@@ -457,7 +444,7 @@ func TestForwardAuthUnavailable(t *testing.T) {
 func TestForwardAuthClientGone(t *testing.T) {
 	t.Parallel()
 	auth := newAuthService(t, func(w http.ResponseWriter, r *http.Request) {})
-	logs := &countingHandler{}
+	logs := &policytest.WarnCounter{}
 	p := buildPolicy(t, cfg(auth.URL, ""), func(bc *policy.BuildContext) { bc.Logger = slog.New(logs) })
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -466,7 +453,7 @@ func TestForwardAuthClientGone(t *testing.T) {
 	if pe := policytest.PolicyError(res.Err); pe == nil || pe.Code != "auth_unavailable" || res.Reached {
 		t.Fatalf("got %v (reached %v), want 503", res.Err, res.Reached)
 	}
-	if n := logs.warns.Load(); n != 0 {
+	if n := logs.Warns(); n != 0 {
 		t.Errorf("%d warnings for a client that went away", n)
 	}
 }

@@ -240,19 +240,6 @@ func TestSlowMirrorAddsNoLatency(t *testing.T) {
 	}
 }
 
-// countingHandler counts warn records.
-type countingHandler struct{ warns atomic.Int64 }
-
-func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h *countingHandler) Handle(_ context.Context, r slog.Record) error {
-	if r.Level == slog.LevelWarn {
-		h.warns.Add(1)
-	}
-	return nil
-}
-func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *countingHandler) WithGroup(string) slog.Handler      { return h }
-
 func TestFailingMirrorNeverChangesTheResponse(t *testing.T) {
 	t.Parallel()
 	failing := newShadow(t, func(w http.ResponseWriter, r *http.Request) {
@@ -280,7 +267,7 @@ func TestFailingMirrorNeverChangesTheResponse(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			logs := &countingHandler{}
+			logs := &policytest.WarnCounter{}
 			m := buildPolicy(t, `{"url": "`+tc.url+`"}`, func(bc *policy.BuildContext) { bc.Logger = slog.New(logs) })
 			for range 3 {
 				var up string
@@ -299,7 +286,7 @@ func TestFailingMirrorNeverChangesTheResponse(t *testing.T) {
 			if tc.failed > 0 {
 				wantWarns = 1
 			}
-			if n := logs.warns.Load(); n != wantWarns {
+			if n := logs.Warns(); n != wantWarns {
 				t.Errorf("%d warnings, want %d (one per outage)", n, wantWarns)
 			}
 		})

@@ -6,13 +6,16 @@ package policytest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
@@ -202,3 +205,27 @@ func checkDocExamples(t *testing.T, path, kind string, build func(raw string) er
 // Pool is the runtime's policy.Pool, for tests: objects are shared by key and closed when the
 // last holder releases them.
 type Pool = refpool.Pool
+
+// WarnCounter is a slog.Handler that counts warnings, for tests that check a failure is logged
+// once (or not at all).
+type WarnCounter struct{ warns atomic.Int64 }
+
+// Warns returns how many warnings were logged.
+func (h *WarnCounter) Warns() int64 { return h.warns.Load() }
+
+// Enabled implements slog.Handler.
+func (h *WarnCounter) Enabled(context.Context, slog.Level) bool { return true }
+
+// Handle implements slog.Handler.
+func (h *WarnCounter) Handle(_ context.Context, r slog.Record) error {
+	if r.Level == slog.LevelWarn {
+		h.warns.Add(1)
+	}
+	return nil
+}
+
+// WithAttrs implements slog.Handler.
+func (h *WarnCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
+
+// WithGroup implements slog.Handler.
+func (h *WarnCounter) WithGroup(string) slog.Handler { return h }
