@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 )
 
 // Handler serves a request and returns an error instead of writing an error response itself, so
@@ -57,6 +58,23 @@ type BuildContext struct {
 	// Shared holds the shared-state engines configured under the top-level state: key, by name
 	// ("redis"). Their types are Limen's own, for in-tree policies; nil entries are absent.
 	Shared map[string]any
+}
+
+// Acquire takes the object under key from bc.Pool. Without a pool (a policy built outside a
+// gateway, as in a unit test) the object is created for this instance alone, and release closes
+// it if it is an io.Closer. Either way release must be called once the instance is done with it.
+func (bc BuildContext) Acquire(key string, create func() (any, error)) (obj any, release func(), err error) {
+	if bc.Pool != nil {
+		return bc.Pool.Acquire(key, create)
+	}
+	if obj, err = create(); err != nil {
+		return nil, nil, err
+	}
+	return obj, sync.OnceFunc(func() {
+		if c, ok := obj.(io.Closer); ok {
+			_ = c.Close()
+		}
+	}), nil
 }
 
 // Pool holds objects that outlive a single snapshot (limiters, caches, JWKS sets, health checkers),

@@ -93,6 +93,44 @@ func New(o Options) (*http.Client, error) {
 	}, nil
 }
 
+// Closer is a client a policy.Pool can share: closing it drops its idle connections, while
+// requests in flight finish on theirs.
+type Closer struct{ *http.Client }
+
+// Close implements io.Closer.
+func (c *Closer) Close() error {
+	c.CloseIdleConnections()
+	return nil
+}
+
+// Service builds the client of a service a policy calls for requests (forward_auth's auth
+// service, mirror's shadow service): caFile (optional) is trusted besides the system roots,
+// timeout bounds connecting, the handshake and the whole exchange, and the idle pool is sized
+// for request-rate traffic. Sharing it through a policy.Pool by URL, CA and timeout lets a
+// reload keep its connections.
+func Service(caFile string, timeout time.Duration) (*Closer, error) {
+	var ca []byte
+	if caFile != "" {
+		var err error
+		if ca, err = ReadCA(caFile); err != nil {
+			return nil, err
+		}
+	}
+	c, err := New(Options{
+		CA:                  ca,
+		DialTimeout:         timeout,
+		TLSHandshakeTimeout: timeout,
+		Timeout:             timeout,
+		MaxIdleConns:        256,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Closer{c}, nil
+}
+
 // ReadCA reads the PEM file at path for Options.CA. Its errors name the file: "ca: <read
 // error>", or "ca: <path> holds no PEM certificate".
 func ReadCA(path string) ([]byte, error) {

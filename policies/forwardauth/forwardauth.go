@@ -78,20 +78,12 @@ func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
 	if c.CacheTTL.D() > 0 {
 		f.cache = map[[32]byte]decision{}
 	}
-	if bc.Pool == nil {
-		cl, err := newClient(ca, timeout)
-		if err != nil {
-			return nil, err
-		}
-		f.client, f.release = cl, func() { _ = cl.Close() }
-		return f, nil
-	}
 	key := "forward_auth|" + c.URL + "|" + ca + "|" + timeout.String()
-	obj, release, err := bc.Pool.Acquire(key, func() (any, error) { return newClient(ca, timeout) })
+	obj, release, err := bc.Acquire(key, func() (any, error) { return outbound.Service(ca, timeout) })
 	if err != nil {
 		return nil, err
 	}
-	f.client, f.release = obj.(*client), release
+	f.client, f.release = obj.(*outbound.Closer), release
 	return f, nil
 }
 
@@ -102,7 +94,7 @@ type forwardAuth struct {
 	id        string
 	consumers policy.Consumers
 	log       *slog.Logger
-	client    *client
+	client    *outbound.Closer
 	release   func()
 	strip     []string // response_headers and identity_header: the auth service's to set
 
@@ -471,39 +463,4 @@ func (f *forwardAuth) remember(key [32]byte, d decision) {
 		}
 	}
 	f.cache[key] = d
-}
-
-// client is the HTTP client of one auth service, shared through the Pool by every instance
-// with the same URL, CA and timeout, so a reload keeps its connections.
-type client struct{ *http.Client }
-
-// newClient builds a client that never follows redirects (the redirect is the answer, e.g. to
-// a login page), ignores proxy environment variables, and trusts the system roots plus caFile.
-func newClient(caFile string, timeout time.Duration) (*client, error) {
-	var ca []byte
-	if caFile != "" {
-		var err error
-		if ca, err = outbound.ReadCA(caFile); err != nil {
-			return nil, err
-		}
-	}
-	c, err := outbound.New(outbound.Options{
-		CA:                  ca,
-		DialTimeout:         timeout,
-		TLSHandshakeTimeout: timeout,
-		Timeout:             timeout,
-		MaxIdleConns:        256,
-		MaxIdleConnsPerHost: 64,
-		IdleConnTimeout:     90 * time.Second,
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &client{c}, nil
-}
-
-// Close drops the idle connections; requests in flight finish on theirs.
-func (c *client) Close() error {
-	c.CloseIdleConnections()
-	return nil
 }

@@ -114,21 +114,11 @@ func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
 		s := sha256.Sum256(caPEM)
 		caSum = hex.EncodeToString(s[:])
 	}
-	create := func() (any, error) { return newEndpoint(caPEM) }
-	if bc.Pool == nil {
-		obj, err := create()
-		if err != nil {
-			return nil, err
-		}
-		ep := obj.(*endpoint)
-		v.ep, v.release = ep, func() { _ = ep.Close() }
-	} else {
-		obj, release, err := bc.Pool.Acquire(Kind+"|"+c.URL+"|"+c.ClientID+"|"+caSum, create)
-		if err != nil {
-			return nil, err
-		}
-		v.ep, v.release = obj.(*endpoint), release
+	obj, release, err := bc.Acquire(Kind+"|"+c.URL+"|"+c.ClientID+"|"+caSum, func() (any, error) { return newEndpoint(caPEM) })
+	if err != nil {
+		return nil, err
 	}
+	v.ep, v.release = obj.(*endpoint), release
 
 	realm := "realm=" + authn.QuoteParam(c.Realm)
 	v.missing = authn.Challenge("token_missing", "a bearer token is required", "Bearer "+realm)

@@ -85,20 +85,12 @@ func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
 			m.set = append(m.set, header{name, []string{v}})
 		}
 	}
-	if bc.Pool == nil {
-		cl, err := newClient(ca, timeout)
-		if err != nil {
-			return nil, err
-		}
-		m.client, m.releaseFunc = cl, func() { _ = cl.Close() }
-		return m, nil
-	}
 	key := "mirror|" + c.URL + "|" + ca + "|" + timeout.String()
-	obj, release, err := bc.Pool.Acquire(key, func() (any, error) { return newClient(ca, timeout) })
+	obj, release, err := bc.Acquire(key, func() (any, error) { return outbound.Service(ca, timeout) })
 	if err != nil {
 		return nil, err
 	}
-	m.client, m.releaseFunc = obj.(*client), release
+	m.client, m.releaseFunc = obj.(*outbound.Closer), release
 	return m, nil
 }
 
@@ -116,7 +108,7 @@ type mirror struct {
 	set     []header
 	remove  []string
 
-	client      *client
+	client      *outbound.Closer
 	releaseFunc func()
 	log         *slog.Logger
 
@@ -410,39 +402,4 @@ func (m *mirror) logFailure(err error) {
 	}
 	m.log.Warn("mirror copy failed; the real requests are not affected", "url", m.url, "err", err,
 		"suppressed", m.suppressed.Swap(0))
-}
-
-// client is the HTTP client of one shadow service, shared through the Pool by every instance
-// with the same URL, CA and timeout, so a reload keeps its connections.
-type client struct{ *http.Client }
-
-// newClient builds a client that never follows redirects (a copy is sent once), ignores proxy
-// environment variables, and trusts the system roots plus caFile.
-func newClient(caFile string, timeout time.Duration) (*client, error) {
-	var ca []byte
-	if caFile != "" {
-		var err error
-		if ca, err = outbound.ReadCA(caFile); err != nil {
-			return nil, err
-		}
-	}
-	c, err := outbound.New(outbound.Options{
-		CA:                  ca,
-		DialTimeout:         timeout,
-		TLSHandshakeTimeout: timeout,
-		Timeout:             timeout,
-		MaxIdleConns:        256,
-		MaxIdleConnsPerHost: 64,
-		IdleConnTimeout:     90 * time.Second,
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &client{c}, nil
-}
-
-// Close drops the idle connections; copies in flight finish on theirs.
-func (c *client) Close() error {
-	c.CloseIdleConnections()
-	return nil
 }

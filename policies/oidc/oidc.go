@@ -117,21 +117,11 @@ func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
 	if caPEM != nil {
 		caSum = fmt.Sprintf("%x", sha256.Sum256(caPEM))
 	}
-	create := func() (any, error) { return newDiscovery(c.Issuer, caPEM, log) }
-	if bc.Pool == nil {
-		obj, err := create()
-		if err != nil {
-			return nil, err
-		}
-		d := obj.(*discovery)
-		l.disc, l.release = d, func() { _ = d.Close() }
-	} else {
-		obj, release, err := bc.Pool.Acquire(Kind+"|"+c.Issuer+"|"+caSum, create)
-		if err != nil {
-			return nil, err
-		}
-		l.disc, l.release = obj.(*discovery), release
+	obj, release, err := bc.Acquire(Kind+"|"+c.Issuer+"|"+caSum, func() (any, error) { return newDiscovery(c.Issuer, caPEM, log) })
+	if err != nil {
+		return nil, err
 	}
+	l.disc, l.release = obj.(*discovery), release
 
 	challenge := `Cookie realm="limen", cookie-name=` + authn.QuoteParam(c.CookieName)
 	l.required = authn.Challenge("session_required", "a login session is required", challenge)
