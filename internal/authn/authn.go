@@ -128,7 +128,7 @@ func Read(r *http.Request, sources []Source) (Found, bool) {
 func Remove(r *http.Request, s *Source) {
 	switch {
 	case s.Header != "":
-		r.Header.Del(s.Header)
+		delete(r.Header, s.Header) // Validate made the name canonical
 	case s.Query != "":
 		q := r.URL.Query()
 		q.Del(s.Query)

@@ -48,13 +48,23 @@ type IdentityHeaders struct {
 	ConsumerID, ConsumerGroups, ConsumerPlan, Credential, Anonymous string
 }
 
+// copyBuffer is the size of a stream's copy buffer.
+const copyBuffer = 32 << 10
+
+// bufferPool pools array pointers rather than slices: a slice put into a sync.Pool is boxed in
+// a new allocation on every Put, an array pointer is not.
 type bufferPool struct{ p sync.Pool }
 
-func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
-func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
+func (b *bufferPool) Get() []byte { return b.p.Get().(*[copyBuffer]byte)[:] }
+
+func (b *bufferPool) Put(x []byte) {
+	if len(x) == copyBuffer {
+		b.p.Put((*[copyBuffer]byte)(x))
+	}
+}
 
 // buffers is shared by every route: one 32 KiB copy buffer per stream in flight, reused.
-var buffers = &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+var buffers = &bufferPool{p: sync.Pool{New: func() any { return new([copyBuffer]byte) }}}
 
 type handler struct {
 	o  Options
@@ -66,6 +76,10 @@ type handler struct {
 func New(o Options) (policy.Handler, error) {
 	if o.Upstream == nil {
 		return nil, errors.New("proxy: no upstream")
+	}
+	id := &o.Identity
+	for _, name := range []*string{&id.ConsumerID, &id.ConsumerGroups, &id.ConsumerPlan, &id.Credential, &id.Anonymous} {
+		*name = http.CanonicalHeaderKey(*name)
 	}
 	h := &handler{o: o, up: o.Upstream}
 	h.rp = &httputil.ReverseProxy{
@@ -108,7 +122,7 @@ type state struct {
 	timedOut atomic.Bool
 	// vals backs the header values the proxy sets: a header value is a one-element slice,
 	// and a separate one per header would be an allocation each.
-	vals  [6]string
+	vals  [numVals]string
 	watch bodyWatch
 	idle  idleBody
 }
@@ -126,6 +140,12 @@ const (
 	valForwarded
 	valRequestID
 	valResponseID
+	valAnonymous
+	valConsumerID
+	valConsumerGroups
+	valConsumerPlan
+	valCredential
+	numVals
 )
 
 func (st *state) Value(key any) any {
@@ -322,26 +342,28 @@ func (h *handler) rewrite(pr *httputil.ProxyRequest) {
 		st.setHeader(out.Header, valRequestID, "X-Request-Id", ex.RequestID)
 	}
 	if ex != nil && ex.Principal != nil {
-		h.setIdentity(out.Header, ex.Principal)
+		h.setIdentity(st, out.Header, ex.Principal)
 	}
 }
 
-func (h *handler) setIdentity(hdr http.Header, p *policy.Principal) {
-	set := func(name, v string) {
+// setIdentity sets the identity headers for p. Their names were canonicalized in New, so no
+// per-request canonicalization, and their values live in st like the forwarding headers.
+func (h *handler) setIdentity(st *state, hdr http.Header, p *policy.Principal) {
+	id := &h.o.Identity
+	set := func(slot int, name, v string) {
 		if name != "" && v != "" {
-			hdr.Set(name, v)
+			st.setHeader(hdr, slot, name, v)
 		}
 	}
-	id := h.o.Identity
 	if p.Method == policy.MethodAnonymous {
-		set(id.Anonymous, "true")
+		set(valAnonymous, id.Anonymous, "true")
 	}
-	set(id.ConsumerID, p.ID)
+	set(valConsumerID, id.ConsumerID, p.ID)
 	if len(p.Groups) > 0 {
-		set(id.ConsumerGroups, strings.Join(p.Groups, ","))
+		set(valConsumerGroups, id.ConsumerGroups, strings.Join(p.Groups, ","))
 	}
-	set(id.ConsumerPlan, p.Plan)
-	set(id.Credential, p.Credential)
+	set(valConsumerPlan, id.ConsumerPlan, p.Plan)
+	set(valCredential, id.Credential, p.Credential)
 }
 
 func (h *handler) modifyResponse(resp *http.Response) error {

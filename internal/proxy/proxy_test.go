@@ -94,7 +94,8 @@ func TestIdentityHeaders(t *testing.T) {
 	var seen *http.Request
 	b := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = r }))
 	defer b.Close()
-	ids := IdentityHeaders{ConsumerID: "X-Consumer-Id", ConsumerGroups: "X-Consumer-Groups", ConsumerPlan: "X-Consumer-Plan", Credential: "X-Credential-Identifier", Anonymous: "X-Anonymous-Consumer"}
+	// Names as a user may write them: the proxy canonicalizes them once.
+	ids := IdentityHeaders{ConsumerID: "x-consumer-id", ConsumerGroups: "X-Consumer-Groups", ConsumerPlan: "X-CONSUMER-PLAN", Credential: "X-Credential-Identifier", Anonymous: "x-anonymous-consumer"}
 	h := newProxy(t, Options{Identity: ids}, upstream.Options{}, b.URL)
 	for _, tc := range []struct {
 		p    *policy.Principal

@@ -1,6 +1,8 @@
 package runtime
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/limen-gateway/limen/internal/config"
 	"github.com/limen-gateway/limen/internal/refpool"
+	"github.com/limen-gateway/limen/internal/telemetry"
 	_ "github.com/limen-gateway/limen/policies/all"
 	"github.com/limen-gateway/limen/policy"
 )
@@ -87,3 +90,43 @@ type discard struct{ h http.Header }
 func (d *discard) Header() http.Header         { return d.h }
 func (d *discard) Write(p []byte) (int, error) { return len(p), nil }
 func (d *discard) WriteHeader(int)             {}
+
+// BenchmarkChainFull is the policy set of the harness's full route (bench/gateway.sh): api_key,
+// a local rate limit keyed by consumer, metrics and an access log line written to /dev/null,
+// against a respond terminal, so the figure is the policies' and the log's own cost.
+func BenchmarkChainFull(b *testing.B) {
+	const key = "limen-bench-key-0123456789abcdef"
+	digest := sha256.Sum256([]byte(key))
+	doc := parse(b, `
+listeners: [{name: l, addr: "127.0.0.1:0"}]
+consumers:
+  - name: bench
+    credentials: { api_keys: [{ id: bench, sha256: "`+hex.EncodeToString(digest[:])+`" }] }
+routes:
+  - name: full
+    match: { path: /full }
+    respond: { body: ok }
+    policies:
+      - api_key: {}
+      - rate_limit: { key: [consumer], limits: [{ requests: 1000000000, per: 1s }] }
+logging: { access: { output: /dev/null } }
+`)
+	rt := New(Options{Metrics: telemetry.NewMetrics()})
+	if err := rt.applyDoc(doc, "bench"); err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close()
+	r := httptest.NewRequest("GET", "http://api.example.com/full", nil)
+	r.URL.RawPath, r.URL.Host = "/full", "api.example.com"
+	ex := &policy.Exchange{Listener: "l"}
+	r = r.WithContext(policy.WithExchange(r.Context(), ex))
+	w := &discard{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		r.Header.Set("X-API-Key", key) // the policy removes it
+		ex.Reset()
+		ex.Listener = "l"
+		rt.ServeHTTP(w, r)
+	}
+}

@@ -133,15 +133,23 @@ func (m *MemoryQuotas) Take(key string, quotas []Quota, now time.Time) QuotaDeci
 
 // quotaScript checks every quota counter, and only when all have room increments them all and
 // sets each to expire a day after its period ends. KEYS: one counter per quota. ARGV: the limit
-// and expiry (unix seconds) of each. Returns {allowed, index, remaining}.
+// and expiry (unix seconds) of each. Returns {allowed, index, remaining}; when refused, index is
+// the exhausted quota that resets last (the expiries order the period ends), so Retry-After is
+// never a time at which the request would still be refused.
 var quotaScript = redis.NewScript(`
 local best, bestLeft = 0, -1
+local refused, refusedUntil = 0, -1
 for i = 1, #KEYS do
   local used = tonumber(redis.call('GET', KEYS[i]) or '0')
   local left = tonumber(ARGV[2 * i - 1]) - used
-  if left <= 0 then return {0, i - 1, 0} end
-  if bestLeft < 0 or left - 1 < bestLeft then best, bestLeft = i, left - 1 end
+  if left <= 0 then
+    local untilTs = tonumber(ARGV[2 * i])
+    if untilTs > refusedUntil then refused, refusedUntil = i, untilTs end
+  elseif bestLeft < 0 or left - 1 < bestLeft then
+    best, bestLeft = i, left - 1
+  end
 end
+if refused > 0 then return {0, refused - 1, 0} end
 for i = 1, #KEYS do
   redis.call('INCR', KEYS[i])
   redis.call('EXPIREAT', KEYS[i], tonumber(ARGV[2 * i]))

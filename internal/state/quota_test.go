@@ -150,3 +150,35 @@ func TestQuotaCountersOfThePeriodAreKept(t *testing.T) {
 		t.Fatalf("%d counters two days later, want yesterday's 1001 swept", total)
 	}
 }
+
+// TestQuotaRefusalNamesTheLastReset: when several quotas are exhausted, the refusal names the
+// one that resets last (the month, not the day), in memory and in Redis alike; Retry-After
+// taken from the day would send the client back to another refusal.
+func TestQuotaRefusalNamesTheLastReset(t *testing.T) {
+	addr, _ := startRedis(t)
+	quotas := []Quota{{Requests: 2, Period: "day"}, {Requests: 2, Period: "month"}}
+	now := time.Now().UTC()
+	_, monthEnd := quotas[1].Window(now)
+	mem, red := NewMemoryQuotas(0), newRedis(t, addr).Quotas("last-reset")
+	takers := map[string]func() (QuotaDecision, error){
+		"memory": func() (QuotaDecision, error) { return mem.Take("acme", quotas, now), nil },
+		"redis":  func() (QuotaDecision, error) { return red.Take(context.Background(), "acme", quotas, now) },
+	}
+	for name, take := range takers {
+		for i := range 3 {
+			d, err := take()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i < 2 {
+				if !d.Allowed {
+					t.Fatalf("%s: request %d refused: %+v", name, i, d)
+				}
+				continue
+			}
+			if d.Allowed || d.Quota != 1 || !d.Reset.Equal(monthEnd) {
+				t.Errorf("%s: both quotas exhausted, refusal %+v; want quota 1 resetting %v", name, d, monthEnd)
+			}
+		}
+	}
+}
