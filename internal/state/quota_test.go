@@ -182,3 +182,37 @@ func TestQuotaRefusalNamesTheLastReset(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisUsageQueryAcrossDays: a query longer than one pipeline's day returns every hour in
+// range, those at the chunk edges included, and nothing outside it.
+func TestRedisUsageQueryAcrossDays(t *testing.T) {
+	addr, _ := startRedis(t)
+	s := newRedis(t, addr).UsageStore(0, 0)
+	from := time.Date(2026, 11, 1, 5, 0, 0, 0, time.UTC)
+	to := from.Add(5 * 24 * time.Hour)
+	items := map[usage.Key]usage.Counts{}
+	want := map[usage.Key]usage.Counts{}
+	for _, at := range []time.Time{from.Add(-time.Hour), from, from.Add(23 * time.Hour), from.Add(24 * time.Hour),
+		from.Add(3*24*time.Hour + 7*time.Hour), to.Add(-time.Hour), to} {
+		k := usage.Key{Consumer: "acme", Route: "orders", Class: "2xx", Hour: at.Unix()}
+		items[k] = usage.Counts{Requests: at.Unix() % 1000}
+		if !at.Before(from) && at.Before(to) {
+			want[k] = items[k]
+		}
+	}
+	if err := s.Apply(context.Background(), usage.Batch{ID: "days", Items: items}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Query(context.Background(), "acme", from, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d hours returned, want %d: %v", len(got), len(want), got)
+	}
+	for k, c := range want {
+		if got[k] != c {
+			t.Errorf("hour %v: %+v, want %+v", time.Unix(k.Hour, 0).UTC(), got[k], c)
+		}
+	}
+}

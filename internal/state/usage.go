@@ -105,36 +105,51 @@ func (u *UsageStore) Query(ctx context.Context, consumer string, from, to time.T
 	out := map[usage.Key]usage.Counts{}
 	start := from.Unix() - from.Unix()%3600
 	for _, c := range consumers {
-		pipe := u.r.client.Pipeline()
-		var cmds []*redis.MapStringStringCmd
-		var hours []int64
-		for h := start; h < to.Unix(); h += 3600 {
-			cmds = append(cmds, pipe.HGetAll(ctx, u.hourKey(c, h)))
-			hours = append(hours, h)
-		}
-		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
-			return nil, err
-		}
-		for i, cmd := range cmds {
-			for f, v := range cmd.Val() {
-				parts := strings.Split(f, "\x1f")
-				if len(parts) != 3 {
-					continue
-				}
-				n, _ := strconv.ParseInt(v, 10, 64)
-				k := usage.Key{Consumer: c, Route: parts[0], Class: parts[1], Hour: hours[i]}
-				cur := out[k]
-				switch parts[2] {
-				case "req":
-					cur.Requests += n
-				case "in":
-					cur.BytesIn += n
-				case "out":
-					cur.BytesOut += n
-				}
-				out[k] = cur
+		for day := start; day < to.Unix(); day += queryChunk * 3600 {
+			if err := u.queryHours(ctx, c, day, min(day+queryChunk*3600, to.Unix()), out); err != nil {
+				return nil, err
 			}
 		}
 	}
 	return out, nil
+}
+
+// queryChunk is how many hours one pipeline reads: the replies of one pipeline must arrive
+// within the command timeout, which is sized for the request path, so a consumer with many
+// routes queried over months is read a day at a time.
+const queryChunk = 24
+
+// queryHours adds consumer c's hours in [from, to) to out, in one pipeline.
+func (u *UsageStore) queryHours(ctx context.Context, c string, from, to int64, out map[usage.Key]usage.Counts) error {
+	pipe := u.r.client.Pipeline()
+	var cmds []*redis.MapStringStringCmd
+	var hours []int64
+	for h := from; h < to; h += 3600 {
+		cmds = append(cmds, pipe.HGetAll(ctx, u.hourKey(c, h)))
+		hours = append(hours, h)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return err
+	}
+	for i, cmd := range cmds {
+		for f, v := range cmd.Val() {
+			parts := strings.Split(f, "\x1f")
+			if len(parts) != 3 {
+				continue
+			}
+			n, _ := strconv.ParseInt(v, 10, 64)
+			k := usage.Key{Consumer: c, Route: parts[0], Class: parts[1], Hour: hours[i]}
+			cur := out[k]
+			switch parts[2] {
+			case "req":
+				cur.Requests += n
+			case "in":
+				cur.BytesIn += n
+			case "out":
+				cur.BytesOut += n
+			}
+			out[k] = cur
+		}
+	}
+	return nil
 }

@@ -82,13 +82,23 @@ func escapedPath(r *http.Request) string {
 	return r.URL.EscapedPath()
 }
 
-// AccessLog writes entries as JSON lines from one goroutine. Log encodes into a pooled buffer and
-// hands it over a bounded channel; when the writer falls behind, lines are dropped and counted
-// (limen_access_log_dropped_total): a slow disk or a blocked stdout never slows requests.
+// AccessLog writes entries as JSON lines from one goroutine. Log encodes a line on its own stack
+// and appends it to a shared batch under a mutex; the writer wakes when a batch starts, lets it
+// gather for flushDelay (or until it reaches flushSize) and writes it with one syscall. A busy
+// gateway therefore pays neither a goroutine wake-up nor a syscall per line. When the writer falls
+// behind, lines beyond the limit are dropped and counted (limen_access_log_dropped_total): a slow
+// disk or a blocked stdout never slows requests.
 type AccessLog struct {
-	w        io.Writer
-	closer   io.Closer
-	lines    chan *[]byte
+	w      io.Writer
+	closer io.Closer
+	limit  int64 // lines that may wait for the writer
+
+	mu      sync.Mutex
+	pending []byte       // whole lines waiting for the writer
+	lines   atomic.Int64 // lines in pending; written under mu, read without it to drop early
+	spare   []byte       // the writer's previous batch, reused; only the writer touches it
+
+	wake     chan struct{} // capacity 1: a batch started, or reached flushSize
 	stop     chan struct{}
 	done     chan struct{}
 	closed   atomic.Bool
@@ -97,11 +107,15 @@ type AccessLog struct {
 	disabled bool
 }
 
-var linePool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
-
-// batchSize bounds one write: the writer joins queued lines into batches of whole lines, so a
-// busy log costs one syscall per batch and appends from two writers never split a line.
-const batchSize = 64 << 10
+const (
+	// flushSize is the batch size that is written at once, without waiting out flushDelay.
+	flushSize = 64 << 10
+	// flushDelay bounds how long a line waits before it is written, like nginx's
+	// access_log flush=: long enough to batch a busy second, short enough for tail -f.
+	flushDelay = 100 * time.Millisecond
+	// maxRetained is the batch capacity kept for reuse; a burst's larger batch is released.
+	maxRetained = 1 << 20
+)
 
 // NewAccessLog opens output and starts the writer: stdout (also ""), stderr, off (a log that
 // discards without a goroutine) or a file path, created if missing and appended to. buffer is the
@@ -126,95 +140,90 @@ func newAccessLog(w io.Writer, c io.Closer, buffer int) *AccessLog {
 	if buffer <= 0 {
 		buffer = 4096
 	}
-	l := &AccessLog{w: w, closer: c, lines: make(chan *[]byte, buffer), stop: make(chan struct{}), done: make(chan struct{})}
+	l := &AccessLog{w: w, closer: c, limit: int64(buffer), wake: make(chan struct{}, 1),
+		stop: make(chan struct{}), done: make(chan struct{})}
 	go l.run()
 	return l
 }
 
 func (l *AccessLog) run() {
 	defer close(l.done)
-	batch := make([]byte, 0, batchSize)
-	pending := 0 // lines in batch
-	flush := func() {
-		if len(batch) == 0 {
-			return
-		}
-		if _, err := l.w.Write(batch); err != nil {
-			// Nobody to report a per-line failure to: count the lost lines like dropped ones.
-			droppedLines.Add(uint64(pending))
-		}
-		batch, pending = batch[:0], 0
-	}
-	add := func(b *[]byte) {
-		if len(batch)+len(*b) > cap(batch) {
-			flush()
-		}
-		if len(*b) > cap(batch) {
-			if _, err := l.w.Write(*b); err != nil {
-				droppedLines.Add(1)
-			}
-		} else {
-			batch = append(batch, *b...)
-			pending++
-		}
-		putLine(b)
-	}
+	delay := time.NewTimer(flushDelay)
+	delay.Stop()
 	for {
 		select {
-		case b := <-l.lines:
-			add(b)
-			// Take whatever else is queued, then write once.
-			for drained := false; !drained; {
-				select {
-				case b := <-l.lines:
-					add(b)
-				default:
-					drained = true
-				}
-			}
-			flush()
+		case <-l.wake:
 		case <-l.stop:
-			for {
-				select {
-				case b := <-l.lines:
-					add(b)
-				default:
-					flush()
-					return
-				}
+			l.flush()
+			return
+		}
+		l.mu.Lock()
+		full := len(l.pending) >= flushSize
+		l.mu.Unlock()
+		if !full {
+			delay.Reset(flushDelay)
+			select {
+			case <-delay.C:
+			case <-l.wake: // the batch reached flushSize
+				delay.Stop()
+			case <-l.stop:
+				l.flush()
+				return
 			}
 		}
+		l.flush()
 	}
 }
 
-// putLine recycles a line buffer; oversized ones (a huge user agent) are left to the GC so the
-// pool does not pin large arrays.
-func putLine(b *[]byte) {
-	if cap(*b) > 16<<10 {
-		return
+// flush writes the pending batch, outside the lock so Log never waits on the disk.
+func (l *AccessLog) flush() {
+	l.mu.Lock()
+	batch, n := l.pending, l.lines.Load()
+	l.pending = l.spare[:0]
+	l.lines.Store(0)
+	l.mu.Unlock()
+	if len(batch) > 0 {
+		if _, err := l.w.Write(batch); err != nil {
+			// Nobody to report a per-line failure to: count the lost lines like dropped ones.
+			droppedLines.Add(uint64(n))
+		}
 	}
-	*b = (*b)[:0]
-	linePool.Put(b)
+	if cap(batch) > maxRetained {
+		batch = nil
+	}
+	l.spare = batch[:0]
 }
 
-// Log queues one entry, or drops and counts it when the queue is full or the log closed. It
-// never blocks. A nil or "off" log discards.
+// Log queues one entry, or drops and counts it when the writer is behind or the log closed. It
+// never blocks on the output. A nil or "off" log discards.
 func (l *AccessLog) Log(e *Entry) {
 	if l == nil || l.disabled {
 		return
 	}
 	// Checking before encoding saves the work when the writer is already behind.
-	if l.closed.Load() || len(l.lines) == cap(l.lines) {
+	if l.closed.Load() || l.lines.Load() >= l.limit {
 		droppedLines.Add(1)
 		return
 	}
-	b := linePool.Get().(*[]byte)
-	*b = e.AppendJSON((*b)[:0])
-	select {
-	case l.lines <- b:
-	default:
+	var stack [1024]byte // most lines fit: encoding allocates nothing
+	line := e.AppendJSON(stack[:0])
+	l.mu.Lock()
+	// closed is read again under the lock Close sets it under: a line either makes the final
+	// flush or is counted as dropped, never lost silently.
+	if l.lines.Load() >= l.limit || l.closed.Load() {
+		l.mu.Unlock()
 		droppedLines.Add(1)
-		putLine(b)
+		return
+	}
+	l.pending = append(l.pending, line...)
+	n := l.lines.Add(1)
+	kick := n == 1 || len(l.pending) >= flushSize && len(l.pending)-len(line) < flushSize
+	l.mu.Unlock()
+	if kick {
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -228,7 +237,9 @@ func (l *AccessLog) Close() error {
 		return nil
 	}
 	l.once.Do(func() {
+		l.mu.Lock()
 		l.closed.Store(true)
+		l.mu.Unlock()
 		close(l.stop)
 		<-l.done
 		if l.closer != nil {

@@ -6,7 +6,6 @@ package telemetry
 
 import (
 	"io"
-	"runtime"
 	"testing"
 	"time"
 )
@@ -25,9 +24,9 @@ func TestHotPathAllocations(t *testing.T) {
 	}
 	l := newAccessLog(io.Discard, nil, 1<<16)
 	defer l.Close()
-	// AllocsPerRun runs on one P: yielding lets the writer keep up and return buffers to the
-	// pool, which is the steady state this measures.
-	if n := testing.AllocsPerRun(1000, func() { l.Log(&e); runtime.Gosched() }); n > 1 {
+	// A line is encoded on the stack and copied into the shared batch: only the batch's
+	// occasional growth allocates.
+	if n := testing.AllocsPerRun(1000, func() { l.Log(&e) }); n != 0 {
 		t.Errorf("Log allocates %v times", n)
 	}
 }

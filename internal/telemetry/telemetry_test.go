@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -405,14 +406,14 @@ func TestAccessLogBatchesWholeLines(t *testing.T) {
 		e := Entry{Time: time.Now(), Method: "GET", Path: "/" + strconv.Itoa(i), UserAgent: strings.Repeat("u", i%700)}
 		l.Log(&e)
 	}
-	// One line larger than a whole batch is written on its own.
-	huge := Entry{Method: "GET", Path: "/huge", UserAgent: strings.Repeat("h", batchSize+10)}
+	// One line larger than a whole batch.
+	huge := Entry{Method: "GET", Path: "/huge", UserAgent: strings.Repeat("h", flushSize+10)}
 	l.Log(&huge)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(buf.Bytes()))
-	sc.Buffer(nil, 4*batchSize)
+	sc.Buffer(nil, 4*flushSize)
 	i := 0
 	for sc.Scan() {
 		var got struct{ Path string }
@@ -815,5 +816,19 @@ func BenchmarkRetainRoutes10k(b *testing.B) {
 		}
 		b.StartTimer()
 		m.RetainRoutes(nil)
+	}
+}
+
+// BenchmarkAccessLogServing logs from a single P that yields between lines, as a proxy's
+// goroutines do at every network wait: the writer's own scheduling is part of the cost.
+func BenchmarkAccessLogServing(b *testing.B) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	e := benchEntry()
+	l := newAccessLog(io.Discard, nil, 1<<16)
+	defer l.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		l.Log(&e)
+		runtime.Gosched()
 	}
 }
