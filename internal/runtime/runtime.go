@@ -316,6 +316,9 @@ func (rt *Runtime) Close() {
 		s.retire(0)
 		s.close()
 	}
+	// Snapshots retired by reloads may still hold an access log (a stream outlived the drain);
+	// their waiting lines are written now rather than lost at exit.
+	telemetry.FlushAccessLogs()
 	if rt.trim != nil {
 		rt.trim.Stop()
 	}

@@ -183,27 +183,29 @@ func TestQuotaRefusalNamesTheLastReset(t *testing.T) {
 	}
 }
 
-// TestRedisUsageQueryAcrossDays: a query longer than one pipeline's day returns every hour in
-// range, those at the chunk edges included, and nothing outside it.
+// TestRedisUsageQueryAcrossDays: a query over every consumer and many weeks, read in several
+// pipelines, returns every hour in range, those at the edges included, and nothing outside it.
 func TestRedisUsageQueryAcrossDays(t *testing.T) {
 	addr, _ := startRedis(t)
 	s := newRedis(t, addr).UsageStore(0, 0)
-	from := time.Date(2026, 11, 1, 5, 0, 0, 0, time.UTC)
-	to := from.Add(5 * 24 * time.Hour)
+	from := time.Date(2026, 10, 1, 5, 0, 0, 0, time.UTC)
+	to := from.Add(50 * 24 * time.Hour) // 1,200 hours per consumer: three pipelines for two
 	items := map[usage.Key]usage.Counts{}
 	want := map[usage.Key]usage.Counts{}
-	for _, at := range []time.Time{from.Add(-time.Hour), from, from.Add(23 * time.Hour), from.Add(24 * time.Hour),
-		from.Add(3*24*time.Hour + 7*time.Hour), to.Add(-time.Hour), to} {
-		k := usage.Key{Consumer: "acme", Route: "orders", Class: "2xx", Hour: at.Unix()}
-		items[k] = usage.Counts{Requests: at.Unix() % 1000}
-		if !at.Before(from) && at.Before(to) {
-			want[k] = items[k]
+	for _, c := range []string{"acme", "globex"} {
+		for _, at := range []time.Time{from.Add(-time.Hour), from, from.Add(23 * time.Hour), from.Add(24 * time.Hour),
+			from.Add(999 * time.Hour), from.Add(1000 * time.Hour), to.Add(-time.Hour), to} {
+			k := usage.Key{Consumer: c, Route: "orders", Class: "2xx", Hour: at.Unix()}
+			items[k] = usage.Counts{Requests: at.Unix()%1000 + int64(len(c))}
+			if !at.Before(from) && at.Before(to) {
+				want[k] = items[k]
+			}
 		}
 	}
 	if err := s.Apply(context.Background(), usage.Batch{ID: "days", Items: items}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Query(context.Background(), "acme", from, to)
+	got, err := s.Query(context.Background(), "", from, to)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +214,7 @@ func TestRedisUsageQueryAcrossDays(t *testing.T) {
 	}
 	for k, c := range want {
 		if got[k] != c {
-			t.Errorf("hour %v: %+v, want %+v", time.Unix(k.Hour, 0).UTC(), got[k], c)
+			t.Errorf("%s at %v: %+v, want %+v", k.Consumer, time.Unix(k.Hour, 0).UTC(), got[k], c)
 		}
 	}
 }

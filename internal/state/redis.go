@@ -39,6 +39,9 @@ type RedisOptions struct {
 // options, so reloads keep its connections.
 type Redis struct {
 	client *redis.Client
+	// bulk shares client's connections with a longer timeout, for reads that are not on a
+	// request's path (usage exports), whose replies may take longer than a request may wait.
+	bulk   *redis.Client
 	prefix string
 	log    *slog.Logger
 
@@ -79,10 +82,15 @@ func NewRedis(o RedisOptions) (*Redis, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	r := &Redis{client: redis.NewClient(opt), prefix: o.KeyPrefix, log: o.Log, failures: o.Failures, openFor: o.OpenFor}
+	client := redis.NewClient(opt)
+	r := &Redis{client: client, bulk: client.WithTimeout(bulkTimeout), prefix: o.KeyPrefix, log: o.Log,
+		failures: o.Failures, openFor: o.OpenFor}
 	r.healthy.Store(true)
 	return r, nil
 }
+
+// bulkTimeout bounds one bulk command or pipeline.
+const bulkTimeout = 10 * time.Second
 
 // Close closes the connections.
 func (r *Redis) Close() error { return r.client.Close() }

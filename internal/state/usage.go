@@ -93,40 +93,55 @@ func (u *UsageStore) Apply(ctx context.Context, b usage.Batch) error {
 	return nil
 }
 
-// Query reads the totals of consumer ("" for every consumer) in [from, to).
+// Query reads the totals of consumer ("" for every consumer) in [from, to). It reads every
+// (consumer, hour) hash in pipelines of up to queryBatch commands, on the bulk client: an export
+// over months and thousands of consumers is a few round trips per thousand hours, none of them
+// bound by the request path's short timeout.
 func (u *UsageStore) Query(ctx context.Context, consumer string, from, to time.Time) (map[usage.Key]usage.Counts, error) {
 	consumers := []string{consumer}
 	if consumer == "" {
 		var err error
-		if consumers, err = u.r.client.SMembers(ctx, u.r.prefix+"usage:consumers").Result(); err != nil {
+		if consumers, err = u.r.bulk.SMembers(ctx, u.r.prefix+"usage:consumers").Result(); err != nil {
 			return nil, err
 		}
 	}
 	out := map[usage.Key]usage.Counts{}
 	start := from.Unix() - from.Unix()%3600
+	var batch []hourRead
 	for _, c := range consumers {
-		for day := start; day < to.Unix(); day += queryChunk * 3600 {
-			if err := u.queryHours(ctx, c, day, min(day+queryChunk*3600, to.Unix()), out); err != nil {
-				return nil, err
+		for h := start; h < to.Unix(); h += 3600 {
+			batch = append(batch, hourRead{consumer: c, hour: h})
+			if len(batch) == queryBatch {
+				if err := u.readHours(ctx, batch, out); err != nil {
+					return nil, err
+				}
+				batch = batch[:0]
 			}
 		}
+	}
+	if err := u.readHours(ctx, batch, out); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
-// queryChunk is how many hours one pipeline reads: the replies of one pipeline must arrive
-// within the command timeout, which is sized for the request path, so a consumer with many
-// routes queried over months is read a day at a time.
-const queryChunk = 24
+// queryBatch is how many hour hashes one pipeline reads.
+const queryBatch = 1000
 
-// queryHours adds consumer c's hours in [from, to) to out, in one pipeline.
-func (u *UsageStore) queryHours(ctx context.Context, c string, from, to int64, out map[usage.Key]usage.Counts) error {
-	pipe := u.r.client.Pipeline()
-	var cmds []*redis.MapStringStringCmd
-	var hours []int64
-	for h := from; h < to; h += 3600 {
-		cmds = append(cmds, pipe.HGetAll(ctx, u.hourKey(c, h)))
-		hours = append(hours, h)
+type hourRead struct {
+	consumer string
+	hour     int64
+}
+
+// readHours adds the hours in batch to out, in one pipeline.
+func (u *UsageStore) readHours(ctx context.Context, batch []hourRead, out map[usage.Key]usage.Counts) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	pipe := u.r.bulk.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(batch))
+	for i, b := range batch {
+		cmds[i] = pipe.HGetAll(ctx, u.hourKey(b.consumer, b.hour))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 		return err
@@ -138,7 +153,7 @@ func (u *UsageStore) queryHours(ctx context.Context, c string, from, to int64, o
 				continue
 			}
 			n, _ := strconv.ParseInt(v, 10, 64)
-			k := usage.Key{Consumer: c, Route: parts[0], Class: parts[1], Hour: hours[i]}
+			k := usage.Key{Consumer: batch[i].consumer, Route: parts[0], Class: parts[1], Hour: batch[i].hour}
 			cur := out[k]
 			switch parts[2] {
 			case "req":

@@ -84,19 +84,24 @@ func escapedPath(r *http.Request) string {
 
 // AccessLog writes entries as JSON lines from one goroutine. Log encodes a line on its own stack
 // and appends it to a shared batch under a mutex; the writer wakes when a batch starts, lets it
-// gather for flushDelay (or until it reaches flushSize) and writes it with one syscall. A busy
-// gateway therefore pays neither a goroutine wake-up nor a syscall per line. When the writer falls
-// behind, lines beyond the limit are dropped and counted (limen_access_log_dropped_total): a slow
-// disk or a blocked stdout never slows requests.
+// gather for flushDelay (or until it holds flushSize bytes or half the line limit) and writes it
+// with one syscall. A busy gateway therefore pays neither a goroutine wake-up nor a syscall per
+// line. When the writer falls behind, lines beyond the limit are dropped and counted
+// (limen_access_log_dropped_total): a slow disk or a blocked stdout never slows requests.
 type AccessLog struct {
 	w      io.Writer
 	closer io.Closer
 	limit  int64 // lines that may wait for the writer
+	soon   int64 // lines at which the writer flushes without waiting: half the limit
 
 	mu      sync.Mutex
 	pending []byte       // whole lines waiting for the writer
 	lines   atomic.Int64 // lines in pending; written under mu, read without it to drop early
-	spare   []byte       // the writer's previous batch, reused; only the writer touches it
+
+	// wmu orders writes: the writer's and a shutdown Flush's batches reach the output whole and
+	// in order. spare, the previous batch kept for reuse, is only touched under it.
+	wmu   sync.Mutex
+	spare []byte
 
 	wake     chan struct{} // capacity 1: a batch started, or reached flushSize
 	stop     chan struct{}
@@ -115,7 +120,31 @@ const (
 	flushDelay = 100 * time.Millisecond
 	// maxRetained is the batch capacity kept for reuse; a burst's larger batch is released.
 	maxRetained = 1 << 20
+	// maxPending bounds the bytes waiting, whatever the line limit, so huge lines behind a
+	// blocked output cannot pile up.
+	maxPending = 8 << 20
 )
+
+// openLogs are the logs not yet closed, for FlushAccessLogs.
+var openLogs = struct {
+	sync.Mutex
+	m map[*AccessLog]struct{}
+}{m: map[*AccessLog]struct{}{}}
+
+// FlushAccessLogs writes what every open access log holds. The process calls it on its way out:
+// a log still held by a snapshot that was draining when shutdown ended is never closed, and its
+// last lines would otherwise be lost.
+func FlushAccessLogs() {
+	openLogs.Lock()
+	logs := make([]*AccessLog, 0, len(openLogs.m))
+	for l := range openLogs.m {
+		logs = append(logs, l)
+	}
+	openLogs.Unlock()
+	for _, l := range logs {
+		l.flush()
+	}
+}
 
 // NewAccessLog opens output and starts the writer: stdout (also ""), stderr, off (a log that
 // discards without a goroutine) or a file path, created if missing and appended to. buffer is the
@@ -140,8 +169,11 @@ func newAccessLog(w io.Writer, c io.Closer, buffer int) *AccessLog {
 	if buffer <= 0 {
 		buffer = 4096
 	}
-	l := &AccessLog{w: w, closer: c, limit: int64(buffer), wake: make(chan struct{}, 1),
-		stop: make(chan struct{}), done: make(chan struct{})}
+	l := &AccessLog{w: w, closer: c, limit: int64(buffer), soon: max(int64(buffer)/2, 1),
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	openLogs.Lock()
+	openLogs.m[l] = struct{}{}
+	openLogs.Unlock()
 	go l.run()
 	return l
 }
@@ -158,13 +190,13 @@ func (l *AccessLog) run() {
 			return
 		}
 		l.mu.Lock()
-		full := len(l.pending) >= flushSize
+		full := len(l.pending) >= flushSize || l.lines.Load() >= l.soon
 		l.mu.Unlock()
 		if !full {
 			delay.Reset(flushDelay)
 			select {
 			case <-delay.C:
-			case <-l.wake: // the batch reached flushSize
+			case <-l.wake: // the batch reached flushSize or half the limit
 				delay.Stop()
 			case <-l.stop:
 				l.flush()
@@ -175,8 +207,10 @@ func (l *AccessLog) run() {
 	}
 }
 
-// flush writes the pending batch, outside the lock so Log never waits on the disk.
+// flush writes the pending batch, outside mu so Log never waits on the output.
 func (l *AccessLog) flush() {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
 	l.mu.Lock()
 	batch, n := l.pending, l.lines.Load()
 	l.pending = l.spare[:0]
@@ -210,14 +244,14 @@ func (l *AccessLog) Log(e *Entry) {
 	l.mu.Lock()
 	// closed is read again under the lock Close sets it under: a line either makes the final
 	// flush or is counted as dropped, never lost silently.
-	if l.lines.Load() >= l.limit || l.closed.Load() {
+	if l.lines.Load() >= l.limit || len(l.pending) >= maxPending || l.closed.Load() {
 		l.mu.Unlock()
 		droppedLines.Add(1)
 		return
 	}
 	l.pending = append(l.pending, line...)
 	n := l.lines.Add(1)
-	kick := n == 1 || len(l.pending) >= flushSize && len(l.pending)-len(line) < flushSize
+	kick := n == 1 || n == l.soon || len(l.pending) >= flushSize && len(l.pending)-len(line) < flushSize
 	l.mu.Unlock()
 	if kick {
 		select {
@@ -242,6 +276,9 @@ func (l *AccessLog) Close() error {
 		l.mu.Unlock()
 		close(l.stop)
 		<-l.done
+		openLogs.Lock()
+		delete(openLogs.m, l)
+		openLogs.Unlock()
 		if l.closer != nil {
 			l.closeErr = l.closer.Close()
 		}
