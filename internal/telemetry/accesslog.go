@@ -98,12 +98,12 @@ type AccessLog struct {
 	pending []byte       // whole lines waiting for the writer
 	lines   atomic.Int64 // lines in pending; written under mu, read without it to drop early
 
-	// wmu orders writes: the writer's and a shutdown Flush's batches reach the output whole and
+	// wmu orders writes: the writer's and FlushAccessLogs' batches reach the output whole and
 	// in order. spare, the previous batch kept for reuse, is only touched under it.
 	wmu   sync.Mutex
 	spare []byte
 
-	wake     chan struct{} // capacity 1: a batch started, or reached flushSize
+	wake     chan struct{} // capacity 1: a batch started, or reached flushSize or half the limit
 	stop     chan struct{}
 	done     chan struct{}
 	closed   atomic.Bool
