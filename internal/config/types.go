@@ -512,8 +512,14 @@ type State struct {
 
 // Redis is a Redis server or a Redis Cluster-compatible endpoint.
 type Redis struct {
-	// URL is redis://[user:password@]host:port/db, or rediss:// for TLS. Accepts ${ENV}.
+	// URL is redis://[user:password@]host:port/db, or rediss:// for TLS. Accepts ${ENV}. With
+	// cluster, it names the seed nodes: redis://host1:6379?addr=host2:6379&addr=host3:6379
+	// (no database: a Redis Cluster has only database 0).
 	URL string `json:"url" secret:"true" env:"true"`
+	// Cluster speaks the Redis Cluster protocol: the client learns the slot map from the seeds
+	// and follows MOVED/ASK redirects. Every key a policy uses in one command or script carries
+	// the same hash tag, so each runs on one node.
+	Cluster bool `json:"cluster,omitempty"`
 	// PoolSize bounds connections per node. Default 10 per CPU.
 	PoolSize int `json:"pool_size,omitempty"`
 	// Timeout bounds every command, dial included. Default 100ms: a request never waits on

@@ -481,6 +481,8 @@ func (d *Document) validate() Errors {
 		r := c.State.Redis
 		if u, err := url.Parse(r.URL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
 			fail("state.redis.url", "want redis://host:port/db or rediss://host:port/db")
+		} else if r.Cluster && strings.Trim(u.Path, "/") != "" && strings.Trim(u.Path, "/") != "0" {
+			fail("state.redis.url", "a Redis Cluster has only database 0: drop the /db from the URL")
 		}
 		if r.PoolSize < 0 || r.Failures < 0 {
 			fail("state.redis", "pool_size and failures must not be negative")

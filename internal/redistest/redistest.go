@@ -3,11 +3,16 @@
 package redistest
 
 import (
+	"context"
 	"net"
 	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Server is a running redis-server.
@@ -16,13 +21,16 @@ type Server struct {
 	t    testing.TB
 	bin  string
 	dir  string
+	args []string // extra redis-server arguments
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 }
 
 // Start runs redis-server on a free port (no persistence). The test is skipped when the binary
 // is missing; .ci/run installs it.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB) *Server { t.Helper(); return start(t) }
+
+func start(t testing.TB, args ...string) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -34,7 +42,7 @@ func Start(t testing.TB) *Server {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	s := &Server{Addr: addr, t: t, bin: bin, dir: t.TempDir()}
+	s := &Server{Addr: addr, t: t, bin: bin, dir: t.TempDir(), args: args}
 	s.Restart()
 	t.Cleanup(s.Stop)
 	return s
@@ -60,7 +68,7 @@ func (s *Server) Restart() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	host, port, _ := net.SplitHostPort(s.Addr)
-	cmd := exec.Command(s.bin, "--bind", host, "--port", port, "--save", "", "--appendonly", "no", "--dir", s.dir)
+	cmd := exec.Command(s.bin, append([]string{"--bind", host, "--port", port, "--save", "", "--appendonly", "no", "--dir", s.dir}, s.args...)...)
 	if err := cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
@@ -77,4 +85,60 @@ func (s *Server) Restart() {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// StartCluster runs a Redis Cluster of n masters (no replicas) on free loopback ports: each
+// node gets an equal range of the 16,384 slots, the nodes meet, and StartCluster returns once
+// every node reports the cluster healthy.
+func StartCluster(t testing.TB, n int) []*Server {
+	t.Helper()
+	nodes := make([]*Server, n)
+	for i := range nodes {
+		nodes[i] = start(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+	}
+	ctx := context.Background()
+	clients := make([]*redis.Client, n)
+	for i, s := range nodes {
+		clients[i] = redis.NewClient(&redis.Options{Addr: s.Addr})
+		defer clients[i].Close()
+	}
+	const slots = 16384
+	for i, c := range clients {
+		if err := c.ClusterAddSlotsRange(ctx, i*slots/n, (i+1)*slots/n-1).Err(); err != nil {
+			t.Fatalf("cluster addslotsrange on %s: %v", nodes[i].Addr, err)
+		}
+	}
+	for _, s := range nodes[1:] {
+		host, port, _ := net.SplitHostPort(s.Addr)
+		if err := clients[0].ClusterMeet(ctx, host, port).Err(); err != nil {
+			t.Fatalf("cluster meet %s: %v", s.Addr, err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, c := range clients {
+		for {
+			info, err := c.ClusterInfo(ctx).Result()
+			if err == nil && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(n)) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the cluster did not become healthy: %s %v", info, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nodes
+}
+
+// ClusterURL is a seed URL naming every node of a cluster, in go-redis's addr= form.
+func ClusterURL(nodes []*Server) string {
+	u := "redis://" + nodes[0].Addr
+	for i, s := range nodes[1:] {
+		sep := "&"
+		if i == 0 {
+			sep = "?"
+		}
+		u += sep + "addr=" + s.Addr
+	}
+	return u
 }

@@ -130,9 +130,9 @@ func (b *builder) buildStateEngines() {
 		return
 	}
 	r := st.Redis
-	key := fmt.Sprintf("state/redis|%s|%d|%s|%s|%d|%s", r.URL, r.PoolSize, r.Timeout.D(), r.KeyPrefix, r.Failures, r.OpenFor.D())
+	key := fmt.Sprintf("state/redis|%s|%t|%d|%s|%s|%d|%s", r.URL, r.Cluster, r.PoolSize, r.Timeout.D(), r.KeyPrefix, r.Failures, r.OpenFor.D())
 	obj, release, err := b.pool.Acquire(key, func() (any, error) {
-		return state.NewRedis(state.RedisOptions{URL: r.URL, PoolSize: r.PoolSize, Timeout: r.Timeout.D(),
+		return state.NewRedis(state.RedisOptions{URL: r.URL, Cluster: r.Cluster, PoolSize: r.PoolSize, Timeout: r.Timeout.D(),
 			KeyPrefix: r.KeyPrefix, Failures: r.Failures, OpenFor: r.OpenFor.D(), Log: b.log.With("component", "redis")})
 	})
 	if err != nil {

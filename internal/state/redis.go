@@ -21,8 +21,11 @@ var ErrUnavailable = errors.New("shared state (redis) is unavailable")
 
 // RedisOptions configure the Redis backend.
 type RedisOptions struct {
-	// URL is redis://[user:password@]host:port/db or rediss:// for TLS.
+	// URL is redis://[user:password@]host:port/db or rediss:// for TLS; with Cluster, the seed
+	// nodes, more of them in addr= query parameters.
 	URL string
+	// Cluster uses the Redis Cluster protocol.
+	Cluster bool
 	// PoolSize bounds connections (default 10 per CPU, go-redis's default).
 	PoolSize int
 	// Timeout bounds each command, dial included: a request never waits on Redis longer.
@@ -38,10 +41,11 @@ type RedisOptions struct {
 // Redis is the shared-state engine for several nodes. It lives in the Pool, keyed by its
 // options, so reloads keep its connections.
 type Redis struct {
-	client *redis.Client
-	// bulk shares client's connections with a longer timeout, for reads that are not on a
-	// request's path (usage exports), whose replies may take longer than a request may wait.
-	bulk   *redis.Client
+	client redis.UniversalClient
+	// bulk has a longer timeout, for reads that are not on a request's path (usage exports),
+	// whose replies may take longer than a request may wait. A single node's bulk client
+	// shares client's connections.
+	bulk   redis.UniversalClient
 	prefix string
 	log    *slog.Logger
 
@@ -60,18 +64,8 @@ type Redis struct {
 // NewRedis connects lazily: a Redis that is down at start-up makes its users apply on_error
 // until it answers.
 func NewRedis(o RedisOptions) (*Redis, error) {
-	opt, err := redis.ParseURL(o.URL)
-	if err != nil {
-		return nil, fmt.Errorf("redis url: %w", err)
-	}
 	if o.Timeout <= 0 {
 		o.Timeout = 100 * time.Millisecond
-	}
-	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = o.Timeout, o.Timeout, o.Timeout
-	opt.ContextTimeoutEnabled = true
-	opt.MaxRetries = -1 // a retry doubles the wait; the breaker and on_error decide instead
-	if o.PoolSize > 0 {
-		opt.PoolSize = o.PoolSize
 	}
 	if o.Failures <= 0 {
 		o.Failures = 3
@@ -82,9 +76,40 @@ func NewRedis(o RedisOptions) (*Redis, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	client := redis.NewClient(opt)
-	r := &Redis{client: client, bulk: client.WithTimeout(bulkTimeout), prefix: o.KeyPrefix, log: o.Log,
-		failures: o.Failures, openFor: o.OpenFor}
+	r := &Redis{prefix: o.KeyPrefix, log: o.Log, failures: o.Failures, openFor: o.OpenFor}
+	if o.Cluster {
+		cluster := func(timeout time.Duration, pool int) (*redis.ClusterClient, error) {
+			opt, err := redis.ParseClusterURL(o.URL)
+			if err != nil {
+				return nil, fmt.Errorf("redis cluster url: %w", err)
+			}
+			opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = o.Timeout, timeout, timeout
+			opt.ContextTimeoutEnabled = true
+			opt.MaxRetries = -1 // redirects (MOVED, ASK) are still followed: MaxRedirects
+			opt.PoolSize = pool
+			return redis.NewClusterClient(opt), nil
+		}
+		client, err := cluster(o.Timeout, o.PoolSize)
+		if err != nil {
+			return nil, err
+		}
+		// A cluster client has no WithTimeout: exports get their own small pool per node.
+		bulk, _ := cluster(bulkTimeout, 2)
+		r.client, r.bulk = client, bulk
+	} else {
+		opt, err := redis.ParseURL(o.URL)
+		if err != nil {
+			return nil, fmt.Errorf("redis url: %w", err)
+		}
+		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = o.Timeout, o.Timeout, o.Timeout
+		opt.ContextTimeoutEnabled = true
+		opt.MaxRetries = -1 // a retry doubles the wait; the breaker and on_error decide instead
+		if o.PoolSize > 0 {
+			opt.PoolSize = o.PoolSize
+		}
+		client := redis.NewClient(opt)
+		r.client, r.bulk = client, client.WithTimeout(bulkTimeout)
+	}
 	r.healthy.Store(true)
 	return r, nil
 }
@@ -93,7 +118,13 @@ func NewRedis(o RedisOptions) (*Redis, error) {
 const bulkTimeout = 10 * time.Second
 
 // Close closes the connections.
-func (r *Redis) Close() error { return r.client.Close() }
+func (r *Redis) Close() error {
+	err := r.client.Close()
+	if _, shared := r.client.(*redis.Client); !shared {
+		err = errors.Join(err, r.bulk.Close())
+	}
+	return err
+}
 
 // Errors counts failed commands since start, for metrics.
 func (r *Redis) Errors() uint64 { return r.errors.Load() }

@@ -15,7 +15,7 @@ const sharedLimitConfig = `
 listeners: [{ name: public, addr: "127.0.0.1:0" }]
 {{if .admin}}admin: { addr: "{{.admin}}" }{{end}}
 state:
-  redis: { url: "{{.redis}}", timeout: 200ms, open_for: 300ms }
+  redis: { url: "{{.redis}}", timeout: 200ms, open_for: 300ms{{if .cluster}}, cluster: true{{end}} }
 routes:
   - name: api
     match: { path: /api }
@@ -33,7 +33,7 @@ routes:
 func TestSharedRateLimitAcrossNodes(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	vars := map[string]any{"redis": srv.URL(), "onError": "deny", "admin": ""}
+	vars := map[string]any{"redis": srv.URL(), "cluster": false, "onError": "deny", "admin": ""}
 	nodes := []*gw{start(t, sharedLimitConfig, vars), start(t, sharedLimitConfig, vars), start(t, sharedLimitConfig, vars)}
 	c := client()
 	get := func(x *gw) int {
@@ -79,13 +79,42 @@ func TestSharedRateLimitAcrossNodes(t *testing.T) {
 	eventually(t, 10*time.Second, "the nodes to use Redis again", func() bool { return get(nodes[0]) == http.StatusOK })
 }
 
+// TestSharedRateLimitOnRedisCluster: the same three gateways with their state in a real
+// three-master Redis Cluster admit exactly the configured limit.
+func TestSharedRateLimitOnRedisCluster(t *testing.T) {
+	t.Parallel()
+	cluster := redistest.StartCluster(t, 3)
+	vars := map[string]any{"redis": redistest.ClusterURL(cluster), "cluster": true, "onError": "deny", "admin": ""}
+	nodes := []*gw{start(t, sharedLimitConfig, vars), start(t, sharedLimitConfig, vars), start(t, sharedLimitConfig, vars)}
+	c := client()
+	admitted, refused := 0, 0
+	for i := range 200 {
+		resp, err := c.Get(nodes[i%3].url("public", "/api"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		readBody(t, resp)
+		switch resp.StatusCode {
+		case http.StatusOK:
+			admitted++
+		case http.StatusTooManyRequests:
+			refused++
+		default:
+			t.Fatalf("request %d: status %d", i, resp.StatusCode)
+		}
+	}
+	if admitted != 150 || refused != 50 {
+		t.Fatalf("200 requests over 3 nodes on a Redis Cluster: %d admitted, %d refused; want exactly 150 admitted", admitted, refused)
+	}
+}
+
 // TestRateLimitOnErrorLocal: with on_error: local (the default) a node keeps enforcing the
 // limits by itself while Redis is down.
 func TestRateLimitOnErrorLocal(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	adminAddr := freePort(t)
-	x := start(t, sharedLimitConfig, map[string]any{"redis": srv.URL(), "onError": "local", "admin": adminAddr})
+	x := start(t, sharedLimitConfig, map[string]any{"redis": srv.URL(), "cluster": false, "onError": "local", "admin": adminAddr})
 	srv.Stop()
 	c := client()
 	codes := map[int]int{}
