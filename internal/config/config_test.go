@@ -79,6 +79,7 @@ func TestErrorsHavePositions(t *testing.T) {
 		{"dns name without port", "upstreams:\n  u:\n    discovery:\n      dns:\n        name: users.internal\n", `upstreams.u.discovery.dns.port: port must be 1-65535`},
 		{"bad resolver", "upstreams:\n  u:\n    discovery:\n      dns:\n        srv: _http._tcp.users.internal\n        resolver: 10.0.0.2\n", `limen.yaml:6: upstreams.u.discovery.dns.resolver: resolver "10.0.0.2" must be host:port`},
 		{"cluster with a database", "state:\n  redis: { url: \"redis://a:6379/2\", cluster: true }\n", `limen.yaml:2: state.redis.url: a Redis Cluster has only database 0`},
+		{"braces in key_prefix", "state:\n  redis: { url: \"redis://a:6379\", key_prefix: \"app{1}:\" }\n", `limen.yaml:2: state.redis.key_prefix: must not contain { or }`},
 		{"bad redis scheme", "state:\n  redis: { url: \"http://a:6379\" }\n", `limen.yaml:2: state.redis.url: want redis://host:port/db`},
 		{"yaml syntax", "routes: [\n", `limen.yaml:1: invalid YAML`},
 		{"duplicate key", "routes: []\nroutes: []\n", `limen.yaml`},

@@ -525,7 +525,7 @@ type Redis struct {
 	// Timeout bounds every command, dial included. Default 100ms: a request never waits on
 	// Redis longer, and then its policy applies on_error.
 	Timeout Duration `json:"timeout,omitempty"`
-	// KeyPrefix starts every key. Default "limen:".
+	// KeyPrefix starts every key. Default "limen:". No braces: they choose Redis Cluster slots.
 	KeyPrefix string `json:"key_prefix,omitempty"`
 	// Failures in a row open the breaker in front of Redis. Default 3.
 	Failures int `json:"failures,omitempty"`

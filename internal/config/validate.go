@@ -490,6 +490,11 @@ func (d *Document) validate() Errors {
 		if r.Timeout.D() > 5*time.Second {
 			fail("state.redis.timeout", "above 5s a slow Redis would hold every request that uses it")
 		}
+		if strings.ContainsAny(r.KeyPrefix, "{}") {
+			// A brace in the prefix would become every key's hash tag (one slot for all) or
+			// split the tags a script's keys share (CROSSSLOT).
+			fail("state.redis.key_prefix", "must not contain { or }: they choose Redis Cluster slots")
+		}
 	}
 	if c.Logging.Audit.PerSecond < 0 {
 		fail("logging.audit.per_second", "must be positive")

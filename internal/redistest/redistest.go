@@ -5,10 +5,12 @@ package redistest
 import (
 	"context"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -36,16 +38,22 @@ func start(t testing.TB, args ...string) *Server {
 	if err != nil {
 		t.Skip("redis-server is not installed (.ci/run installs it)")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := freeAddr(t)
 	s := &Server{Addr: addr, t: t, bin: bin, dir: t.TempDir(), args: args}
 	s.Restart()
 	t.Cleanup(s.Stop)
 	return s
+}
+
+// freeAddr returns a loopback address whose port was free a moment ago.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
 
 // URL is the server's redis:// URL, database 0.
@@ -59,6 +67,21 @@ func (s *Server) Stop() {
 		_ = s.cmd.Process.Kill()
 		_ = s.cmd.Wait()
 		s.cmd = nil
+	}
+}
+
+// Freeze stops the server process (SIGSTOP) without closing its sockets: clients connect and
+// write, and nothing answers, like a Redis stalled on a slow disk or a long script. Thaw resumes it.
+func (s *Server) Freeze() { s.signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen server, which then runs every command queued meanwhile.
+func (s *Server) Thaw() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig os.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		_ = s.cmd.Process.Signal(sig)
 	}
 }
 
@@ -93,8 +116,12 @@ func (s *Server) Restart() {
 func StartCluster(t testing.TB, n int) []*Server {
 	t.Helper()
 	nodes := make([]*Server, n)
+	buses := make([]string, n)
 	for i := range nodes {
-		nodes[i] = start(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+		// The cluster bus port is named, not left at port+10000, which may be taken or above 65535.
+		_, buses[i], _ = net.SplitHostPort(freeAddr(t))
+		nodes[i] = start(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "2000", "--cluster-port", buses[i])
 	}
 	ctx := context.Background()
 	clients := make([]*redis.Client, n)
@@ -108,9 +135,9 @@ func StartCluster(t testing.TB, n int) []*Server {
 			t.Fatalf("cluster addslotsrange on %s: %v", nodes[i].Addr, err)
 		}
 	}
-	for _, s := range nodes[1:] {
+	for i, s := range nodes[1:] {
 		host, port, _ := net.SplitHostPort(s.Addr)
-		if err := clients[0].ClusterMeet(ctx, host, port).Err(); err != nil {
+		if err := clients[0].Do(ctx, "CLUSTER", "MEET", host, port, buses[i+1]).Err(); err != nil {
 			t.Fatalf("cluster meet %s: %v", s.Addr, err)
 		}
 	}

@@ -3,6 +3,9 @@ package state
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -138,4 +141,79 @@ func TestRedisCluster(t *testing.T) {
 			t.Errorf("node %s holds %d keys (%v): the test did not spread over the cluster", n.Addr, size, err)
 		}
 	}
+}
+
+// TestRedisClusterStallSendsOnce: a cluster client retries a timed-out command on its own (up
+// to MaxRedirects times, whatever MaxRetries says), waiting several timeouts and re-sending
+// scripts that may already have counted. With every master stalled, a quota Take must give up
+// after one attempt, within the operation's timeout.
+func TestRedisClusterStallSendsOnce(t *testing.T) {
+	nodes := redistest.StartCluster(t, 3)
+	r, err := NewRedis(RedisOptions{URL: redistest.ClusterURL(nodes), Cluster: true, KeyPrefix: "test:",
+		Timeout: 100 * time.Millisecond, Failures: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	q := r.Quotas("stall")
+	quotas := []Quota{{Requests: 5, Period: "day"}}
+	ctx := context.Background()
+	now := time.Now()
+	if d, err := q.Take(ctx, "acme", quotas, now); err != nil || !d.Allowed { // learns the slot map
+		t.Fatalf("first take: %+v %v", d, err)
+	}
+	// Several idle pooled connections to acme's node, as under load: each retry takes one and
+	// sends the script at once.
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = r.Quotas("warm").Take(ctx, "acme", quotas, now)
+		}()
+	}
+	wg.Wait()
+	before := scriptAttempts(t, nodes)
+	for _, n := range nodes {
+		n.Freeze()
+	}
+	_, err = q.Take(ctx, "acme", quotas, now)
+	time.Sleep(time.Second) // longer than every retry the client could make
+	for _, n := range nodes {
+		n.Thaw()
+	}
+	if err == nil {
+		t.Fatal("a take against stalled masters succeeded")
+	}
+	time.Sleep(200 * time.Millisecond) // the masters run what was queued while they were stopped
+	if n := scriptAttempts(t, nodes) - before; n != 1 {
+		t.Fatalf("the stalled take sent its script %d times, want once", n)
+	}
+}
+
+// scriptAttempts sums, over the nodes, the script calls each received: executed or redirected.
+func scriptAttempts(t *testing.T, nodes []*redistest.Server) int {
+	t.Helper()
+	total := 0
+	for _, n := range nodes {
+		c := redis.NewClient(&redis.Options{Addr: n.Addr})
+		info, err := c.Info(context.Background(), "commandstats").Result()
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(info, "\r\n") {
+			if !strings.HasPrefix(line, "cmdstat_evalsha:") && !strings.HasPrefix(line, "cmdstat_eval:") {
+				continue
+			}
+			for _, kv := range strings.Split(line[strings.IndexByte(line, ':')+1:], ",") {
+				k, v, _ := strings.Cut(kv, "=")
+				if k == "calls" || k == "rejected_calls" {
+					x, _ := strconv.Atoi(v)
+					total += x
+				}
+			}
+		}
+	}
+	return total
 }

@@ -182,6 +182,8 @@ func (q *RedisQuotas) Take(ctx context.Context, key string, quotas []Quota, now 
 		keys[i] = q.prefix + "{" + hashTag(key) + "}:" + qu.Period + ":" + strconv.Itoa(i) + ":" + strconv.FormatInt(start.Unix(), 10)
 		args = append(args, qu.Requests, end.Add(24*time.Hour).Unix())
 	}
+	ctx, cancel := q.r.bound(ctx, q.r.timeout)
+	defer cancel()
 	res, err := quotaScript.Run(ctx, q.r.client, keys, args...).Int64Slice()
 	q.r.result(err)
 	if err != nil {

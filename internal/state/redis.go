@@ -48,6 +48,11 @@ type Redis struct {
 	bulk   redis.UniversalClient
 	prefix string
 	log    *slog.Logger
+	// timeout, in cluster mode, also bounds each operation as a whole: a cluster client
+	// retries timeouts, CLUSTERDOWN and TRYAGAIN up to MaxRedirects times whatever MaxRetries
+	// says, and a retried script would count one request twice.
+	timeout time.Duration
+	cluster bool
 
 	failures int
 	openFor  time.Duration
@@ -76,7 +81,7 @@ func NewRedis(o RedisOptions) (*Redis, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	r := &Redis{prefix: o.KeyPrefix, log: o.Log, failures: o.Failures, openFor: o.OpenFor}
+	r := &Redis{prefix: o.KeyPrefix, log: o.Log, failures: o.Failures, openFor: o.OpenFor, timeout: o.Timeout, cluster: o.Cluster}
 	if o.Cluster {
 		cluster := func(timeout time.Duration, pool int) (*redis.ClusterClient, error) {
 			opt, err := redis.ParseClusterURL(o.URL)
@@ -85,8 +90,9 @@ func NewRedis(o RedisOptions) (*Redis, error) {
 			}
 			opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = o.Timeout, timeout, timeout
 			opt.ContextTimeoutEnabled = true
-			opt.MaxRetries = -1 // redirects (MOVED, ASK) are still followed: MaxRedirects
-			opt.PoolSize = pool
+			if pool > 0 {
+				opt.PoolSize = pool
+			}
 			return redis.NewClusterClient(opt), nil
 		}
 		client, err := cluster(o.Timeout, o.PoolSize)
@@ -112,6 +118,15 @@ func NewRedis(o RedisOptions) (*Redis, error) {
 	}
 	r.healthy.Store(true)
 	return r, nil
+}
+
+// bound limits one operation (a command, a script, a pipeline) to d in cluster mode; see
+// Redis.timeout. A single node's client never retries, and its per-command timeouts suffice.
+func (r *Redis) bound(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if !r.cluster {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, d)
 }
 
 // bulkTimeout bounds one bulk command or pipeline.
@@ -253,6 +268,8 @@ func (l *RedisLimiter) Allow(ctx context.Context, key []byte, limits []Limit) (D
 		iv := max(lim.interval().Microseconds(), 1)
 		args = append(args, iv, max(lim.tolerance().Microseconds(), iv))
 	}
+	ctx, cancel := l.r.bound(ctx, l.r.timeout)
+	defer cancel()
 	res, err := limiterScript.Run(ctx, l.r.client, []string{k}, args...).Int64Slice()
 	l.r.result(err)
 	if err != nil {

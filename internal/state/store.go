@@ -128,11 +128,13 @@ func (r *Redis) Store(name string, maxValue int) *RedisStore {
 	return &RedisStore{r: r, prefix: r.prefix + "s:" + name + ":", maxValue: maxValue}
 }
 
-func (s *RedisStore) do(ctx context.Context, f func() error) error {
+func (s *RedisStore) do(ctx context.Context, f func(context.Context) error) error {
 	if !s.r.allow(time.Now()) {
 		return ErrUnavailable
 	}
-	err := f()
+	ctx, cancel := s.r.bound(ctx, s.r.timeout)
+	defer cancel()
+	err := f(ctx)
 	if errors.Is(err, redis.Nil) {
 		err = nil
 	}
@@ -144,7 +146,7 @@ func (s *RedisStore) do(ctx context.Context, f func() error) error {
 func (s *RedisStore) Get(ctx context.Context, key string) ([]byte, bool, error) {
 	var v []byte
 	found := false
-	err := s.do(ctx, func() error {
+	err := s.do(ctx, func(ctx context.Context) error {
 		b, err := s.r.client.Get(ctx, s.prefix+key).Bytes()
 		if err == nil {
 			v, found = b, true
@@ -159,7 +161,7 @@ func (s *RedisStore) Set(ctx context.Context, key string, value []byte, ttl time
 	if len(value) > s.maxValue {
 		return ErrValueTooLarge
 	}
-	return s.do(ctx, func() error { return s.r.client.Set(ctx, s.prefix+key, value, ttl).Err() })
+	return s.do(ctx, func(ctx context.Context) error { return s.r.client.Set(ctx, s.prefix+key, value, ttl).Err() })
 }
 
 // SetNX implements Store.
@@ -168,7 +170,7 @@ func (s *RedisStore) SetNX(ctx context.Context, key string, value []byte, ttl ti
 		return false, ErrValueTooLarge
 	}
 	var ok bool
-	err := s.do(ctx, func() error {
+	err := s.do(ctx, func(ctx context.Context) error {
 		var err error
 		ok, err = s.r.client.SetNX(ctx, s.prefix+key, value, ttl).Result()
 		return err
@@ -178,7 +180,7 @@ func (s *RedisStore) SetNX(ctx context.Context, key string, value []byte, ttl ti
 
 // Delete implements Store.
 func (s *RedisStore) Delete(ctx context.Context, key string) error {
-	return s.do(ctx, func() error { return s.r.client.Del(ctx, s.prefix+key).Err() })
+	return s.do(ctx, func(ctx context.Context) error { return s.r.client.Del(ctx, s.prefix+key).Err() })
 }
 
 var (

@@ -138,6 +138,8 @@ func (u *UsageStore) readHours(ctx context.Context, batch []hourRead, out map[us
 	if len(batch) == 0 {
 		return nil
 	}
+	ctx, cancel := u.r.bound(ctx, bulkTimeout)
+	defer cancel()
 	pipe := u.r.bulk.Pipeline()
 	cmds := make([]*redis.MapStringStringCmd, len(batch))
 	for i, b := range batch {
