@@ -97,6 +97,22 @@ func (m *MemoryLimiter) Allow(key []byte, limits []Limit, now time.Time) Decisio
 	return d
 }
 
+// Refund gives back one admitted request of key: each limit's arrival time moves back by one
+// interval. A caller that admitted a request and then refused it for another reason (a plan's
+// quota) refunds it, so the refused request consumes nothing.
+func (m *MemoryLimiter) Refund(key []byte, limits []Limit) {
+	s := &m.shards[maphash.Bytes(m.seed, key)%uint64(len(m.shards))]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tats, ok := s.tats[string(key)]
+	if !ok || len(tats) != len(limits) {
+		return
+	}
+	for i, l := range limits {
+		tats[i] = tats[i].Add(-l.interval()) // below now is the same as now
+	}
+}
+
 // decide runs GCRA for every limit without committing; next holds the new arrival times when the
 // request is admitted. It allocates only the returned slice, and reuses tats for it.
 func decide(tats []time.Time, limits []Limit, now time.Time) (Decision, []time.Time) {

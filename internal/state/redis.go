@@ -240,6 +240,19 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(ttl / 1000) + 1000)
 return {1, best - 1, bestRemaining, bestReset, 0}
 `)
 
+// refundScript moves each limit's arrival time of one key back by its interval (ARGV: n, then
+// the intervals in microseconds): RedisLimiter.Refund.
+var refundScript = redis.NewScript(`
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  local tat = tonumber(redis.call('HGET', KEYS[1], tostring(i)))
+  if tat then
+    redis.call('HSET', KEYS[1], tostring(i), string.format('%.0f', tat - tonumber(ARGV[i + 1])))
+  end
+end
+return 1
+`)
+
 // RedisLimiter is a Limiter whose state is in Redis, shared by every node: one round trip per
 // request.
 type RedisLimiter struct {
@@ -253,14 +266,34 @@ func (r *Redis) Limiter(name string) *RedisLimiter {
 	return &RedisLimiter{r: r, prefix: r.prefix + "rl:" + name + ":"}
 }
 
+// Refund is MemoryLimiter.Refund in Redis: one round trip, paid only by requests admitted by
+// the limits and refused afterwards.
+func (l *RedisLimiter) Refund(ctx context.Context, key []byte, limits []Limit) error {
+	if !l.r.allow(time.Now()) {
+		return ErrUnavailable
+	}
+	args := make([]any, 0, 1+len(limits))
+	args = append(args, len(limits))
+	for _, lim := range limits {
+		args = append(args, max(lim.interval().Microseconds(), 1))
+	}
+	ctx, cancel := l.r.bound(ctx, l.r.timeout)
+	defer cancel()
+	err := refundScript.Run(ctx, l.r.client, []string{l.key(key)}, args...).Err()
+	l.r.result(err)
+	return err
+}
+
+// key is the Redis key of a limiter key; the hash tag keeps its data on one Cluster slot.
+func (l *RedisLimiter) key(key []byte) string { return l.prefix + "{" + hashTag(string(key)) + "}" }
+
 // Allow checks key against limits in Redis. It returns ErrUnavailable, without waiting, while
 // the breaker is open, and the command's error when Redis fails.
 func (l *RedisLimiter) Allow(ctx context.Context, key []byte, limits []Limit) (Decision, error) {
 	if !l.r.allow(time.Now()) {
 		return Decision{}, ErrUnavailable
 	}
-	// The hash tag keeps a key's data on one Redis Cluster slot.
-	k := l.prefix + "{" + hashTag(string(key)) + "}"
+	k := l.key(key)
 	args := make([]any, 0, 1+2*len(limits))
 	args = append(args, len(limits))
 	for _, lim := range limits {

@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 	"testing"
@@ -161,5 +162,48 @@ func TestCancelledCallsDoNotOpenTheBreaker(t *testing.T) {
 	}
 	if _, err := l.Allow(context.Background(), []byte("k"), limits); err != nil || r.Errors() != 0 {
 		t.Fatalf("after cancelled calls: %v, %d errors counted", err, r.Errors())
+	}
+}
+
+// TestLimiterRefund: a refunded request is given back to every limit of its key, in memory and
+// in Redis alike, and refunding an unknown key changes nothing.
+func TestLimiterRefund(t *testing.T) {
+	addr, _ := startRedis(t)
+	limits := []Limit{{Requests: 2, Per: time.Hour, Burst: 2}, {Requests: 100, Per: time.Second, Burst: 100}}
+	mem, red := NewMemoryLimiter(0), newRedis(t, addr).Limiter("refund")
+	ctx := context.Background()
+	now := time.Now()
+	type ops struct {
+		allow  func() (Decision, error)
+		refund func() error
+	}
+	for name, o := range map[string]ops{
+		"memory": {func() (Decision, error) { return mem.Allow([]byte("k"), limits, now), nil },
+			func() error { mem.Refund([]byte("k"), limits); return nil }},
+		"redis": {func() (Decision, error) { return red.Allow(ctx, []byte("k"), limits) },
+			func() error { return red.Refund(ctx, []byte("k"), limits) }},
+	} {
+		var got []bool
+		step := func() {
+			d, err := o.allow()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, d.Allowed)
+		}
+		step()
+		step()
+		if err := o.refund(); err != nil {
+			t.Fatal(err)
+		}
+		step()
+		step()
+		if want := []bool{true, true, true, false}; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: allow, allow, refund, allow, allow = %v, want %v", name, got, want)
+		}
+	}
+	mem.Refund([]byte("unknown"), limits)
+	if err := red.Refund(ctx, []byte("unknown"), limits); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -114,15 +114,17 @@ func (p *planPolicy) Wrap(next policy.Handler) policy.Handler {
 	})
 }
 
-// check applies the plan's rates, then its quotas. A request the rates refuse takes nothing
-// from the quotas.
+// check applies the plan's rates, then its quotas. A refused request consumes nothing: one the
+// rates refuse takes nothing from the quotas, and one a quota refuses has its rate refunded.
 func (p *planPolicy) check(w http.ResponseWriter, r *http.Request, consumer string, pl state.Plan) error {
 	now := p.now()
+	counted := counter(none)
 	if len(pl.Limits) > 0 {
-		d, err := p.rate(r, consumer, pl.Limits, now)
+		d, by, err := p.rate(r, consumer, pl.Limits, now)
 		if err != nil {
 			return err
 		}
+		counted = by
 		if !d.Allowed {
 			return &policy.Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
 				Detail: "the plan's rate limit is exceeded; retry after the time in Retry-After",
@@ -139,6 +141,7 @@ func (p *planPolicy) check(w http.ResponseWriter, r *http.Request, consumer stri
 	q := pl.Quotas[d.Quota]
 	name := `"quota-` + q.Period + `"`
 	if !d.Allowed {
+		p.refund(r, counted, consumer, pl.Limits)
 		return &policy.Error{Status: http.StatusTooManyRequests, Code: "quota_exceeded",
 			Detail: "the plan's " + q.Period + "ly quota is used up; it resets at the time in Retry-After",
 			Header: http.Header{
@@ -152,17 +155,38 @@ func (p *planPolicy) check(w http.ResponseWriter, r *http.Request, consumer stri
 	return nil
 }
 
-func (p *planPolicy) rate(r *http.Request, consumer string, limits []state.Limit, now time.Time) (state.Decision, error) {
+// counter names the table that counted a request's rate, to refund it there.
+type counter int
+
+const (
+	none counter = iota
+	redisTable
+	memoryTable
+)
+
+// rate checks the plan's rates and says which table counted the request.
+func (p *planPolicy) rate(r *http.Request, consumer string, limits []state.Limit, now time.Time) (state.Decision, counter, error) {
 	if p.rlimiter != nil {
 		d, err := p.rlimiter.Allow(r.Context(), []byte(consumer), limits)
 		if err == nil {
-			return d, nil
+			return d, redisTable, nil
 		}
 		if d, ok, perr := p.onError(); !ok {
-			return d, perr
+			return d, none, perr
 		}
 	}
-	return p.limiter.Allow([]byte(consumer), limits, now), nil
+	return p.limiter.Allow([]byte(consumer), limits, now), memoryTable, nil
+}
+
+// refund gives an admitted request's rate back after a quota refused it.
+func (p *planPolicy) refund(r *http.Request, by counter, consumer string, limits []state.Limit) {
+	switch by {
+	case redisTable:
+		// A failed refund leaves the rate spent: the request was refused either way.
+		_ = p.rlimiter.Refund(r.Context(), []byte(consumer), limits)
+	case memoryTable:
+		p.limiter.Refund([]byte(consumer), limits)
+	}
 }
 
 func (p *planPolicy) quota(r *http.Request, consumer string, quotas []state.Quota, now time.Time) (state.QuotaDecision, error) {

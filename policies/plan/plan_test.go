@@ -100,3 +100,24 @@ func TestConfigErrors(t *testing.T) {
 func TestDocExamples(t *testing.T) {
 	policytest.CheckDocExamples(t, "../../docs/policies/plan.md", Kind, withPlans)
 }
+
+// TestPlanQuotaRefusalTakesNoRate: a request the quota refuses has its rate refunded, so a
+// client retrying past its quota keeps hearing quota_exceeded (retry tomorrow), never
+// rate_limited (retry soon), whose Retry-After would send it back to another refusal.
+func TestPlanQuotaRefusalTakesNoRate(t *testing.T) {
+	t.Parallel()
+	tight := map[string]state.Plan{"tight": {Name: "tight",
+		Limits: []state.Limit{{Requests: 3, Per: time.Hour, Burst: 3}}, Quotas: []state.Quota{{Requests: 1, Period: "day"}}}}
+	p := policytest.MustBuild(t, Kind, `{}`, func(bc *policy.BuildContext) { bc.Shared = map[string]any{"plans": tight} }).(*planPolicy)
+	at := time.Date(2026, 12, 1, 23, 0, 0, 0, time.UTC)
+	p.now = func() time.Time { return at }
+	acme := &policy.Principal{ID: "acme", Plan: "tight", Method: "api_key"}
+	if res := call(p, acme); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	for i := range 10 {
+		if pe := policytest.PolicyError(call(p, acme).Err); pe == nil || pe.Code != "quota_exceeded" {
+			t.Fatalf("retry %d past the daily quota: %v, want quota_exceeded", i, pe)
+		}
+	}
+}
