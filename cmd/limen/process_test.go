@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -26,7 +27,8 @@ func freeAddr(t *testing.T) string {
 }
 
 // TestBinarySignals runs the real binary: it serves, reloads on SIGHUP, and on SIGTERM fails
-// readiness, lets an in-flight request finish and exits 0.
+// readiness, lets an in-flight request finish and exits 0, its batched access log written to the
+// last line.
 func TestBinarySignals(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
@@ -58,6 +60,7 @@ func TestBinarySignals(t *testing.T) {
 listeners: [{ name: public, addr: "%s" }]
 admin: { addr: "%s" }
 server: { shutdown_delay: 300ms, grace: 10s }
+logging: { access: { output: "%s" } }
 upstreams:
   app: { targets: [{ url: "%s" }] }
 routes:
@@ -65,7 +68,7 @@ routes:
     match: { path: "/{p...}" }
     upstream: app
     policies: [{ response_headers: { set: { X-Version: "%s" } } }]
-`, public, adminAddr, backend.URL, v)
+`, public, adminAddr, filepath.Join(dir, "access.log"), backend.URL, v)
 	}
 	path := filepath.Join(dir, "limen.yaml")
 	os.WriteFile(path, []byte(cfg("one")), 0o600)
@@ -78,11 +81,13 @@ routes:
 	defer cmd.Process.Kill()
 
 	c := &http.Client{Timeout: 5 * time.Second}
+	var answered atomic.Int64 // requests the gateway answered: each is one access log line
 	version := func() string {
 		resp, err := c.Get("http://" + public + "/v")
 		if err != nil {
 			return ""
 		}
+		answered.Add(1)
 		defer resp.Body.Close()
 		io.Copy(io.Discard, resp.Body)
 		return resp.Header.Get("X-Version")
@@ -110,6 +115,7 @@ routes:
 			slow <- err.Error()
 			return
 		}
+		answered.Add(1)
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		slow <- string(b)
@@ -140,5 +146,12 @@ routes:
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("limen did not exit after SIGTERM")
+	}
+	log, err := os.ReadFile(filepath.Join(dir, "access.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Count(string(log), "\n"); int64(lines) != answered.Load() {
+		t.Fatalf("access log has %d lines after shutdown, want one per answered request: %d", lines, answered.Load())
 	}
 }
