@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/limen-gateway/limen/policy"
 )
 
 // Duration is a Go duration written as a string ("1500ms", "30s").
@@ -37,63 +39,9 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// ByteSize is a size in bytes, written as a number or with a unit (B, KiB, MiB, GiB, KB, MB, GB).
-type ByteSize int64
-
-// MarshalJSON writes the size as a number of bytes.
-func (s ByteSize) MarshalJSON() ([]byte, error) { return json.Marshal(int64(s)) }
-
-// UnmarshalJSON reads a number or a string with a unit.
-func (s *ByteSize) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		return nil
-	}
-	var n int64
-	if err := json.Unmarshal(b, &n); err == nil {
-		if n < 0 {
-			return fmt.Errorf("size must not be negative")
-		}
-		*s = ByteSize(n)
-		return nil
-	}
-	var str string
-	if err := json.Unmarshal(b, &str); err != nil {
-		return fmt.Errorf("want a size such as 65536 or \"64KiB\"")
-	}
-	v, err := ParseByteSize(str)
-	if err != nil {
-		return err
-	}
-	*s = ByteSize(v)
-	return nil
-}
-
-var sizeUnits = []struct {
-	suffix string
-	mult   int64
-}{
-	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
-	{"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000},
-	{"B", 1},
-}
-
-// ParseByteSize parses "64KiB", "1MiB", "512" and the like.
-func ParseByteSize(str string) (int64, error) {
-	t := strings.TrimSpace(str)
-	mult := int64(1)
-	for _, u := range sizeUnits {
-		if strings.HasSuffix(t, u.suffix) {
-			t = strings.TrimSpace(strings.TrimSuffix(t, u.suffix))
-			mult = u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n < 0 || n > (1<<62)/mult {
-		return 0, fmt.Errorf("invalid size %q: want e.g. 65536, \"64KiB\" or \"1MiB\"", str)
-	}
-	return n * mult, nil
-}
+// ByteSize is a size in bytes, written as a number or with a unit (B, KiB, MiB, GiB, KB, MB,
+// GB): the same type, and the same parser, as policy configs use.
+type ByteSize = policy.Size
 
 // Percent is a share written as "20%" or a number 0-100.
 type Percent float64
