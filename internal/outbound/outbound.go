@@ -20,6 +20,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"time"
 )
@@ -186,4 +187,22 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.left -= int64(n)
 	return n, err
+}
+
+// CheckURL vets a configured service URL (an auth or shadow service): absolute http or https,
+// no credentials (they end up in logs), no fragment (never sent). It reports whether the URL is
+// https, which decides whether a CA file applies.
+func CheckURL(raw string) (https bool, err error) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return false, fmt.Errorf("url: %w", err)
+	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
+		return false, fmt.Errorf("url %q: want an absolute http:// or https:// URL", raw)
+	case u.User != nil:
+		return false, errors.New("url: credentials in the URL end up in logs; use a CA-verified https URL or a private network instead")
+	case u.Fragment != "":
+		return false, fmt.Errorf("url %q: a fragment is never sent", raw)
+	}
+	return u.Scheme == "https", nil
 }

@@ -207,3 +207,24 @@ func TestCloseIdleConnections(t *testing.T) {
 		t.Fatal("the idle connection was not closed")
 	}
 }
+
+func TestCheckURL(t *testing.T) {
+	t.Parallel()
+	for raw, want := range map[string]string{
+		"https://auth.internal/check": "",
+		"http://10.0.0.1:8080":        "",
+		"auth.internal/check":         "want an absolute",
+		"ftp://auth.internal":         "want an absolute",
+		"https://u:p@auth.internal":   "credentials in the URL",
+		"https://auth.internal/#x":    "fragment is never sent",
+		"http://[::1":                 "url: ",
+	} {
+		https, err := CheckURL(raw)
+		switch {
+		case want == "" && (err != nil || https != strings.HasPrefix(raw, "https:")):
+			t.Errorf("%s: https=%v err=%v", raw, https, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%s: err=%v, want one containing %q", raw, err, want)
+		}
+	}
+}

@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net/textproto"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/limen-gateway/limen/internal/httpx"
+	"github.com/limen-gateway/limen/internal/outbound"
 	"github.com/limen-gateway/limen/policy"
 )
 
@@ -96,18 +96,10 @@ func (c *Config) Validate() error {
 	https := false
 	if c.URL == "" {
 		fail("url is required: the auth service's http:// or https:// URL")
-	} else if u, err := url.Parse(c.URL); err != nil {
-		fail("url: %v", err)
+	} else if ok, err := outbound.CheckURL(c.URL); err != nil {
+		fail("%v", err)
 	} else {
-		switch {
-		case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
-			fail("url %q: want an absolute http:// or https:// URL", c.URL)
-		case u.User != nil:
-			fail("url: credentials in the URL end up in logs; authenticate the gateway to the auth service with a CA-verified https URL or a private network instead")
-		case u.Fragment != "":
-			fail("url %q: a fragment is never sent", c.URL)
-		}
-		https = u.Scheme == "https"
+		https = ok
 	}
 
 	if c.Method == "" {

@@ -4,11 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net/textproto"
-	"net/url"
 	"slices"
 	"time"
 
 	"github.com/limen-gateway/limen/internal/httpx"
+	"github.com/limen-gateway/limen/internal/outbound"
 	"github.com/limen-gateway/limen/policy"
 )
 
@@ -85,18 +85,10 @@ func (c *Config) Validate() error {
 	https := false
 	if c.URL == "" {
 		fail("url is required: the shadow service's http:// or https:// base URL")
-	} else if u, err := url.Parse(c.URL); err != nil {
-		fail("url: %v", err)
+	} else if ok, err := outbound.CheckURL(c.URL); err != nil {
+		fail("%v", err)
 	} else {
-		switch {
-		case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
-			fail("url %q: want an absolute http:// or https:// URL", c.URL)
-		case u.User != nil:
-			fail("url: credentials in the URL end up in logs; use a CA-verified https URL or a private network instead")
-		case u.Fragment != "":
-			fail("url %q: a fragment is never sent", c.URL)
-		}
-		https = u.Scheme == "https"
+		https = ok
 	}
 
 	if c.Percent == nil {
