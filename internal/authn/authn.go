@@ -178,6 +178,40 @@ func Absent(ex *policy.Exchange, anonymous *policy.Principal, optional bool, mis
 	return missing
 }
 
+// Begin is how a credential policy starts on a request. Without an Exchange the request is
+// refused with invalid; a principal an earlier policy identified stands; a request without any
+// of the policy's credentials follows Absent. verify is true when found must be checked;
+// otherwise err is the policy's answer: refuse with it, or pass the request on when it is nil.
+func Begin(r *http.Request, sources []Source, anonymous *policy.Principal, optional bool, missing, invalid error) (ex *policy.Exchange, found Found, verify bool, err error) {
+	ex = policy.ExchangeFrom(r.Context())
+	switch {
+	case ex == nil:
+		return nil, Found{}, false, invalid
+	case ex.Principal.Identified():
+		return ex, Found{}, false, nil
+	}
+	found, ok := Read(r, sources)
+	if !ok {
+		return ex, Found{}, false, Absent(ex, anonymous, optional, missing)
+	}
+	return ex, found, true, nil
+}
+
+// BearerChallenges are the 401s of a bearer-token policy: no token, and a token refused
+// (RFC 6750 §3).
+func BearerChallenges(realm string) (missing, invalid *policy.Error) {
+	r := "realm=" + QuoteParam(realm)
+	return Challenge("token_missing", "a bearer token is required", "Bearer "+r),
+		Challenge("token_invalid", "the token is not valid", "Bearer "+r+`, error="invalid_token"`)
+}
+
+// Unavailable is the 503 a policy returns while the service it depends on (an issuer's keys,
+// an authorization server, an identity provider) cannot answer.
+func Unavailable(detail string) *policy.Error {
+	return &policy.Error{Status: http.StatusServiceUnavailable, Code: "auth_unavailable", Detail: detail,
+		Header: http.Header{"Retry-After": {"5"}}}
+}
+
 // Challenge builds the 401 a policy returns: problem+json with the WWW-Authenticate challenge
 // (RFC 9110 §11.6.1). The detail never says why a credential was refused.
 func Challenge(code, detail, challenge string) *policy.Error {

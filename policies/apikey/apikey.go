@@ -58,16 +58,9 @@ type apiKey struct {
 // methods on one route are tried in order; the first that identifies the caller wins).
 func (a *apiKey) Wrap(next policy.Handler) policy.Handler {
 	return policy.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-		ex := policy.ExchangeFrom(r.Context())
-		if ex == nil {
-			return a.invalid
-		}
-		if ex.Principal.Identified() {
-			return next.ServeHTTP(w, r)
-		}
-		found, ok := authn.Read(r, a.cfg.From)
-		if !ok {
-			if err := authn.Absent(ex, a.anonymous, a.cfg.Optional, a.missing); err != nil {
+		ex, found, verify, err := authn.Begin(r, a.cfg.From, a.anonymous, a.cfg.Optional, a.missing, a.invalid)
+		if !verify {
+			if err != nil {
 				return err
 			}
 			return next.ServeHTTP(w, r)

@@ -120,11 +120,8 @@ func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
 	}
 	v.ep, v.release = obj.(*endpoint), release
 
-	realm := "realm=" + authn.QuoteParam(c.Realm)
-	v.missing = authn.Challenge("token_missing", "a bearer token is required", "Bearer "+realm)
-	v.invalid = authn.Challenge("token_invalid", "the token is not valid", "Bearer "+realm+`, error="invalid_token"`)
-	v.unavailable = &policy.Error{Status: http.StatusServiceUnavailable, Code: "auth_unavailable",
-		Detail: "the authorization server could not check the token; retry later", Header: http.Header{"Retry-After": {"5"}}}
+	v.missing, v.invalid = authn.BearerChallenges(c.Realm)
+	v.unavailable = authn.Unavailable("the authorization server could not check the token; retry later")
 	return v, nil
 }
 
@@ -138,16 +135,9 @@ func (v *introspector) Close() error {
 func (v *introspector) Wrap(next policy.Handler) policy.Handler {
 	return policy.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		v.forward.Strip(r.Header)
-		ex := policy.ExchangeFrom(r.Context())
-		if ex == nil {
-			return v.invalid
-		}
-		if ex.Principal.Identified() {
-			return next.ServeHTTP(w, r)
-		}
-		found, ok := authn.Read(r, v.cfg.From)
-		if !ok {
-			if err := authn.Absent(ex, v.anonymous, v.cfg.Optional, v.missing); err != nil {
+		ex, found, verify, err := authn.Begin(r, v.cfg.From, v.anonymous, v.cfg.Optional, v.missing, v.invalid)
+		if !verify {
+			if err != nil {
 				return err
 			}
 			return next.ServeHTTP(w, r)

@@ -126,8 +126,7 @@ func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
 	challenge := `Cookie realm="limen", cookie-name=` + authn.QuoteParam(c.CookieName)
 	l.required = authn.Challenge("session_required", "a login session is required", challenge)
 	l.failed = authn.Challenge("login_failed", "the login did not complete; start again", challenge)
-	l.unavailable = &policy.Error{Status: http.StatusServiceUnavailable, Code: "auth_unavailable",
-		Detail: "the identity provider is not available; retry later", Header: http.Header{"Retry-After": {"5"}}}
+	l.unavailable = authn.Unavailable("the identity provider is not available; retry later")
 	return l, nil
 }
 
