@@ -178,6 +178,21 @@ func Absent(ex *policy.Exchange, anonymous *policy.Principal, optional bool, mis
 	return missing
 }
 
+// Sources validates a policy's from: list, def when it is empty (Validate also canonicalizes
+// the header names). Each error names its index.
+func Sources(from []Source, def ...Source) ([]Source, error) {
+	if len(from) == 0 {
+		from = def
+	}
+	var errs []error
+	for i := range from {
+		if err := from[i].Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("from[%d]: %w", i, err))
+		}
+	}
+	return from, errors.Join(errs...)
+}
+
 // Begin is how a credential policy starts on a request. Without an Exchange the request is
 // refused with invalid; a principal an earlier policy identified stands; a request without any
 // of the policy's credentials follows Absent. verify is true when found must be checked;

@@ -2,7 +2,6 @@ package apikey
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/limen-gateway/limen/internal/authn"
 )
@@ -28,13 +27,9 @@ type Config struct {
 
 // Validate checks the sources and fills defaults.
 func (c *Config) Validate() error {
-	if len(c.From) == 0 {
-		c.From = []authn.Source{{Header: "X-API-Key"}}
-	}
-	for i := range c.From {
-		if err := c.From[i].Validate(); err != nil {
-			return fmt.Errorf("from[%d]: %w", i, err)
-		}
+	var err error
+	if c.From, err = authn.Sources(c.From, authn.Source{Header: "X-API-Key"}); err != nil {
+		return err
 	}
 	if c.Optional && c.Anonymous != "" {
 		return errors.New("optional and anonymous exclude each other: anonymous already lets requests without a key through")

@@ -164,14 +164,11 @@ func (c *Config) Validate() error {
 	if err := authn.ValidateClaimHeaders(c.ForwardClaims); err != nil {
 		errs = append(errs, err)
 	}
-	if len(c.From) == 0 {
-		c.From = []authn.Source{{Header: "Authorization", Prefix: "Bearer "}}
+	from, err := authn.Sources(c.From, authn.Source{Header: "Authorization", Prefix: "Bearer "})
+	if err != nil {
+		errs = append(errs, err)
 	}
-	for i := range c.From {
-		if err := c.From[i].Validate(); err != nil {
-			fail("from[%d]: %v", i, err)
-		}
-	}
+	c.From = from
 	if c.Optional && c.Anonymous != "" {
 		fail("optional and anonymous exclude each other")
 	}
