@@ -3,6 +3,8 @@ package router
 import (
 	"slices"
 	"strings"
+
+	"github.com/limen-gateway/limen/internal/httpx"
 )
 
 // methodSet is a set of method names: a bit per standard method, a slice for the rest.
@@ -105,18 +107,5 @@ func (s methodSet) String() string { return strings.Join(s.list(), ", ") }
 // validMethod reports whether m is an RFC 9110 token without lowercase letters: methods are
 // case-sensitive (section 9.1), so "get" would never match a GET request.
 func validMethod(m string) bool {
-	if m == "" {
-		return false
-	}
-	for i := 0; i < len(m); i++ {
-		if !isTokenChar(m[i]) || m[i] >= 'a' && m[i] <= 'z' {
-			return false
-		}
-	}
-	return true
-}
-
-func isTokenChar(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-		strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+	return httpx.ValidToken(m) && strings.ToUpper(m) == m
 }

@@ -55,6 +55,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/limen-gateway/limen/internal/httpx"
 )
 
 // Route is what the router needs to know about a route.
@@ -370,7 +372,7 @@ func newEntry(i int, r Route) (*entry, []string, Errors) {
 	}
 
 	for k, v := range r.Headers {
-		if !validToken(k) {
+		if !httpx.ValidToken(k) {
 			fail("match.headers", "%q is not a header name", k)
 			continue
 		}
@@ -391,18 +393,6 @@ func newEntry(i int, r Route) (*entry, []string, Errors) {
 	}
 	slices.SortFunc(e.query, func(a, b kv) int { return strings.Compare(a.k, b.k) })
 	return e, hosts, errs
-}
-
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !isTokenChar(s[i]) {
-			return false
-		}
-	}
-	return true
 }
 
 // hostPattern validates a host pattern and returns it lowercase without a trailing dot, the form
