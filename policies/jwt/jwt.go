@@ -93,10 +93,7 @@ func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
 		}
 		o := remoteOptions{issuer: c.Issuer, jwksURL: c.JWKSURL, refresh: c.RefreshInterval.D(), log: log}
 		o.ca = c.CA.Path(bc.BaseDir)
-		if bc.Pool == nil {
-			return nil, errors.New("jwt: no pool to keep the key set in")
-		}
-		obj, release, err := bc.Pool.Acquire(o.poolKey(), func() (any, error) { return newRemoteKeys(o) })
+		obj, release, err := bc.Acquire(o.poolKey(), func() (any, error) { return newRemoteKeys(o) })
 		if err != nil {
 			return nil, err
 		}
