@@ -57,17 +57,11 @@ func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
 		}
 		return cb.New(s), nil
 	}
-	b := &breaker{id: bc.ID, cfg: *c, release: func() {}}
-	if bc.Pool != nil {
-		obj, release, err := bc.Pool.Acquire("breaker|"+bc.ID+"|"+string(settings), create)
-		if err != nil {
-			return nil, err
-		}
-		b.b, b.release = obj.(*cb.Breaker), release
-	} else {
-		obj, _ := create()
-		b.b = obj.(*cb.Breaker)
+	obj, release, err := bc.Acquire("breaker|"+bc.ID+"|"+string(settings), create)
+	if err != nil {
+		return nil, err
 	}
+	b := &breaker{id: bc.ID, cfg: *c, b: obj.(*cb.Breaker), release: release}
 	retry := strconv.FormatInt(int64((c.OpenFor.D()+time.Second-1)/time.Second), 10)
 	b.open = &policy.Error{Status: http.StatusServiceUnavailable, Code: "circuit_open",
 		Detail: "the upstream is failing; this route answers at once until it recovers",

@@ -39,17 +39,11 @@ type limiter struct {
 }
 
 func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
-	l := &limiter{cfg: *c, release: func() {}}
-	if bc.Pool != nil {
-		obj, release, err := bc.Pool.Acquire("concurrency|"+bc.ID+"|"+c.Key, func() (any, error) { return newTable(), nil })
-		if err != nil {
-			return nil, err
-		}
-		l.table, l.release = obj.(*table), release
-	} else {
-		l.table = newTable()
+	obj, release, err := bc.Acquire("concurrency|"+bc.ID+"|"+c.Key, func() (any, error) { return newTable(), nil })
+	if err != nil {
+		return nil, err
 	}
-	return l, nil
+	return &limiter{cfg: *c, table: obj.(*table), release: release}, nil
 }
 
 // Close releases the shared slot table.

@@ -52,10 +52,7 @@ func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
 	}
 	p := &planPolicy{cfg: *c, plans: plans, now: time.Now}
 	acquire := func(key string, create func() any) (any, error) {
-		if bc.Pool == nil {
-			return create(), nil
-		}
-		obj, release, err := bc.Pool.Acquire(key, func() (any, error) { return create(), nil })
+		obj, release, err := bc.Acquire(key, func() (any, error) { return create(), nil })
 		if err == nil {
 			p.release = append(p.release, release)
 		}

@@ -56,7 +56,7 @@ type limiter struct {
 }
 
 func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
-	l := &limiter{cfg: *c, now: time.Now, release: func() {}}
+	l := &limiter{cfg: *c, now: time.Now}
 	for _, k := range c.Key {
 		name, arg, _ := strings.Cut(k, ":")
 		if name == "header" {
@@ -70,16 +70,6 @@ func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
 		pol = append(pol, `"`+lc.Name+`";q=`+strconv.Itoa(lc.Requests)+`;w=`+strconv.FormatInt(ceilSeconds(lc.Per.D()), 10))
 	}
 	l.policy = []string{strings.Join(pol, ", ")}
-	if bc.Pool != nil {
-		key := "ratelimit|" + bc.ID + "|" + strings.Join(c.Key, ",") + "|" + strconv.Itoa(c.IPv6Prefix)
-		obj, release, err := bc.Pool.Acquire(key, func() (any, error) { return state.NewMemoryLimiter(c.MaxKeys), nil })
-		if err != nil {
-			return nil, err
-		}
-		l.store, l.release = obj.(*state.MemoryLimiter), release
-	} else {
-		l.store = state.NewMemoryLimiter(c.MaxKeys)
-	}
 	if c.Backend == "redis" {
 		r, _ := bc.Shared["redis"].(*state.Redis)
 		if r == nil {
@@ -87,6 +77,12 @@ func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
 		}
 		l.redis = r.Limiter(bc.ID + ":" + strings.Join(c.Key, ","))
 	}
+	key := "ratelimit|" + bc.ID + "|" + strings.Join(c.Key, ",") + "|" + strconv.Itoa(c.IPv6Prefix)
+	obj, release, err := bc.Acquire(key, func() (any, error) { return state.NewMemoryLimiter(c.MaxKeys), nil })
+	if err != nil {
+		return nil, err
+	}
+	l.store, l.release = obj.(*state.MemoryLimiter), release
 	l.missing = &policy.Error{Status: http.StatusTooManyRequests, Code: "rate_limit_key_missing",
 		Detail: "this request cannot be attributed to a rate-limit key"}
 	return l, nil
