@@ -13,8 +13,10 @@
 package outbound
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -130,6 +132,16 @@ func Service(caFile string, timeout time.Duration) (*Closer, error) {
 		return nil, err
 	}
 	return &Closer{c}, nil
+}
+
+// CAKey is the part of a pooled client's key that names whom it trusts: the digest of its extra
+// CA bundle, or "" for the system roots alone. A reload that keeps the bundle keeps the client.
+func CAKey(pem []byte) string {
+	if pem == nil {
+		return ""
+	}
+	sum := sha256.Sum256(pem)
+	return hex.EncodeToString(sum[:])
 }
 
 // ReadCA reads the PEM file at path for Options.CA. Its errors name the file: "ca: <read

@@ -14,7 +14,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -109,12 +108,7 @@ func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
 
 	// The endpoint (client and cache) is keyed by what it is: the server, who asks, and whom
 	// the gateway trusts to be the server. A reload that keeps those keeps the cache.
-	caSum := ""
-	if caPEM != nil {
-		s := sha256.Sum256(caPEM)
-		caSum = hex.EncodeToString(s[:])
-	}
-	obj, release, err := bc.Acquire(Kind+"|"+c.URL+"|"+c.ClientID+"|"+caSum, func() (any, error) { return newEndpoint(caPEM) })
+	obj, release, err := bc.Acquire(Kind+"|"+c.URL+"|"+c.ClientID+"|"+outbound.CAKey(caPEM), func() (any, error) { return newEndpoint(caPEM) })
 	if err != nil {
 		return nil, err
 	}

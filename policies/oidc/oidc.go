@@ -29,6 +29,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/limen-gateway/limen/internal/authn"
+	"github.com/limen-gateway/limen/internal/outbound"
 	"github.com/limen-gateway/limen/policy"
 )
 
@@ -113,11 +114,7 @@ func build(bc policy.BuildContext, c *Config) (policy.Policy, error) {
 
 	// The discovered provider is keyed by what it is: the issuer and whom the gateway trusts to
 	// be it. A reload that keeps those keeps the provider and its key cache.
-	caSum := ""
-	if caPEM != nil {
-		caSum = fmt.Sprintf("%x", sha256.Sum256(caPEM))
-	}
-	obj, release, err := bc.Acquire(Kind+"|"+c.Issuer+"|"+caSum, func() (any, error) { return newDiscovery(c.Issuer, caPEM, log) })
+	obj, release, err := bc.Acquire(Kind+"|"+c.Issuer+"|"+outbound.CAKey(caPEM), func() (any, error) { return newDiscovery(c.Issuer, caPEM, log) })
 	if err != nil {
 		return nil, err
 	}
